@@ -1,0 +1,42 @@
+"""The ``mccom`` command line: a thin wrapper over the library.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers)``; the module adds its parser and sets ``func`` to a function that
+takes the parsed namespace, calls the library and returns an exit code. The library never
+parses argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mccom_core.errors import MccomError
+
+# Sub-command modules, in the order ``mccom --help`` lists them.
+_COMMAND_MODULES = ("complete", "quickstart")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mccom",
+        description="Model cascading for code completion: models, drafting, retrieval, cascades.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"mccom_core.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MccomError as exc:
+        print(f"mccom: error: {exc}", file=sys.stderr)
+        return 1
