@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from mccom_core.errors import MccomError
 
-# Sub-command modules, in the order ``mccom --help`` lists them.
-_COMMAND_MODULES = ("complete", "quickstart")
+# Sub-command modules, in the order ``mccom --help`` lists them. A name whose module is not
+# present in this installation is simply not offered (an import error in one that is
+# present still raises).
+_COMMAND_MODULES = ("complete", "quickstart", "bench", "retrieve", "ladder", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
+        if importlib.util.find_spec(f"mccom_core.cli.{name}") is None:
+            continue
         importlib.import_module(f"mccom_core.cli.{name}").register(sub)
     return parser
 
