@@ -160,6 +160,62 @@ def _visible_stop(visible: str, mode: str) -> tuple[str, str] | None:
     return None
 
 
+# --------------------------------------------------------------------------- prefix reuse
+
+
+class PrefixCache:
+    """The KV cache of an earlier prompt, kept between requests (editor-style cache reuse).
+
+    Pass one to :func:`complete` as ``prefix_cache``: the request then prefills only the
+    tokens after the longest common prefix of its prompt and the cached ids, and the
+    cache is replaced by the new prompt's. :func:`warm` fills one ahead of time (the work a
+    local model does while the user is still typing, which no request waits for).
+    """
+
+    def __init__(self):
+        self.ids: list[int] = []
+        self.cache = None
+
+    def common_prefix(self, ids: Sequence[int]) -> int:
+        n = 0
+        for a, b in zip(self.ids, ids):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(ids) - 1)  # the last prompt token must be fed to get logits
+
+    def take(self, ids: Sequence[int]):
+        """A private copy of the cache cropped to the common prefix, and its length."""
+        import copy
+
+        n = self.common_prefix(ids) if self.cache is not None else 0
+        if n <= 0:
+            return None, 0
+        cache = copy.deepcopy(self.cache)
+        _crop(cache, n)
+        return cache, n
+
+    def store(self, ids: Sequence[int], cache) -> None:
+        import copy
+
+        self.cache = copy.deepcopy(cache)
+        _crop(self.cache, len(ids))
+        self.ids = list(ids)
+
+
+@torch.inference_mode()
+def warm(lm, text: str, prefix_cache: PrefixCache | None = None) -> PrefixCache:
+    """Prefill ``text`` into a :class:`PrefixCache` (untimed background work)."""
+    pc = prefix_cache or PrefixCache()
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        return pc
+    cache = _new_cache(lm.model)
+    lm.model(input_ids=torch.tensor([ids], device=lm.device), past_key_values=cache, use_cache=True)
+    pc.store(ids, cache)
+    return pc
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -203,6 +259,7 @@ def complete(
     extra_texts: Sequence[str] = (),
     draft_text: str | None = None,
     draft_ids: Sequence[int] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> Completion:
     """Greedily complete ``prompt`` with the loaded model ``lm`` (a :class:`LoadedModel`).
 
@@ -216,6 +273,9 @@ def complete(
         A :class:`~mccom_core.drafting.Drafter`; ``None`` means plain greedy decoding.
     extra_texts, draft_text, draft_ids:
         Material for drafters (see :class:`~mccom_core.drafting.DraftContext`).
+    prefix_cache:
+        A :class:`PrefixCache` to reuse and refresh (warm accounting); the prefill then
+        covers only the tokens after the common prefix (``Completion.extra["reused_tokens"]``).
     """
     model, tok, device = lm.model, lm.tokenizer, lm.device
     text = prompt.text if isinstance(prompt, Prompt) else prompt
@@ -237,8 +297,13 @@ def complete(
     gen: list[int] = []
     probs: list[float] = []
     heal_typed = ""  # healed text re-typed so far (while healing is still active)
-    cache = _new_cache(model)
-    feed = ids
+    reused = 0
+    cache = None
+    if prefix_cache is not None:
+        cache, reused = prefix_cache.take(ids)
+    if cache is None:
+        cache = _new_cache(model)
+    feed = ids[reused:]
     timings = {"prefill": 0.0, "decode": 0.0, "verify": 0.0, "draft": 0.0}
     n_forward = n_drafted = n_accepted = 0
     result: tuple[str, str] | None = None
@@ -289,6 +354,8 @@ def complete(
         elapsed = (time.perf_counter() - t0) * 1e3
         if n_forward == 1:
             timings["prefill"] += elapsed
+            if prefix_cache is not None:  # outside the timed region: bookkeeping, not latency
+                prefix_cache.store(ids, cache)
         else:
             timings["decode"] += elapsed
             if draft:
@@ -322,6 +389,7 @@ def complete(
         n_accepted=n_accepted,
         confidence=confidence,
         drafter=drafter.name,
+        extra={"reused_tokens": reused},
     )
 
 
