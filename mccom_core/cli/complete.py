@@ -1,0 +1,49 @@
+"""``mccom complete``: complete one cursor position of a file with one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("complete", help="complete the line at a cursor position of a file")
+    p.add_argument("file", help="source file")
+    p.add_argument("--line", type=int, required=True, help="1-based line of the cursor")
+    p.add_argument("--col", type=int, default=None, help="0-based column (default: after the indentation)")
+    p.add_argument("--model", default="qwen2.5-coder-0.5b", help="registry name, checkpoint folder, .gguf file or hub id")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--drafter", default="context", help="none, context, ...")
+    p.add_argument("--stop", default="line", choices=["line", "statement", "none"])
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--max-left-tokens", type=int, default=1024)
+    p.add_argument("--format", default="left", choices=["left", "fim"])
+    p.add_argument("--no-heal", action="store_true", help="disable token healing")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from mccom_core.decoding import DecodeConfig, complete
+    from mccom_core.drafting import make_drafter
+    from mccom_core.errors import MccomError
+    from mccom_core.models import load_model
+    from mccom_core.prompts import PromptConfig, build_prompt, split_at_cursor
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise MccomError(f"file not found: {path}")
+    left, right = split_at_cursor(path.read_text(encoding="utf-8"), args.line, args.col)
+    decode = DecodeConfig(stop=args.stop, max_new_tokens=args.max_new_tokens, token_healing=not args.no_heal)
+    drafter = make_drafter(args.drafter)
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    prompt = build_prompt(left, right, lm.tokenizer, PromptConfig(max_left_tokens=args.max_left_tokens, format=args.format))
+    out = complete(lm, prompt, decode, drafter=drafter, extra_texts=(right,))
+    tok = lm.tokenizer
+    print(f"model      {lm.spec} on {lm.device} ({lm.dtype}), loaded in {lm.load_seconds:.1f} s")
+    print(f"completion {out.text!r}")
+    print(f"confidence {out.confidence:.3f}   stop: {out.stop_reason}   healed: {out.heal_text!r}")
+    print("tokens     " + "  ".join(f"{tok.decode([t])!r}:{p:.2f}" for t, p in zip(out.token_ids, out.token_probs)))
+    print(f"timing     prompt {out.prompt_tokens} tok, prefill {out.prefill_ms:.0f} ms, decode {out.decode_ms:.0f} ms, "
+          f"draft {out.draft_ms:.1f} ms, {len(out.token_ids)} new tok in {out.n_forward} passes "
+          f"({out.n_accepted}/{out.n_drafted} drafted accepted)")
+    return 0

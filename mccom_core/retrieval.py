@@ -1,0 +1,291 @@
+"""Repository retrieval for code completion: queries, score fusion and retriever strategies.
+
+MCCom retrieves in up to two rounds (see ``repo_index`` for how a repository becomes windows):
+
+* Round 1, before any model runs: the query is the last ``query_left_lines`` lines of the left
+  context plus the first ``query_right_lines`` lines of the right context.
+* Round 2, after the small model's (SLM's) suggestion was rejected: the query is the SLM
+  output joined onto the end of the left context (RepoCoder's iterative query: the last
+  ``query_left_lines - len(SLM lines)`` left lines, then the SLM output). MCCom fuses the two
+  rounds per window: each score list is min-max normalized over the retrievable windows, then
+  ``score = (1 - w) * round1 + w * round2`` with ``w = f(SLM confidence)``; by default
+  ``w = confidence``: the surer the SLM was, the more its draft steers retrieval.
+
+Retrievers are strategies selected by name (``RETRIEVERS``): ``none``, ``round1``,
+``repocoder`` (round-2 query alone, no fusion: the RepoCoder baseline) and ``mccom-fused``.
+Prompt assembly lives in ``retrieval_prompt`` and is re-exported here: ``assemble_prompt``
+(retrieved block + left context within one budget) and ``fit_block`` (the block alone, as the
+``prefix`` of ``mccom_core.prompts.build_prompt``). Typical use::
+
+    config = RetrievalConfig(backend="bm25s")
+    index = load_index(repo_root, config)  # cached per content snapshot
+    site = CompletionSite(left, right, task.path, task.span0, slm_output=draft, slm_confidence=0.62)
+    hits = get_retriever("mccom-fused", config).retrieve(index, site)
+    block = fit_block(hits, tokenizer, 1024)  # block.text -> prompt prefix, block.snippets -> drafter
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from mccom_core.code_tokens import code_tokens
+from mccom_core.errors import MccomError
+from mccom_core.repo_index import IndexConfig, RepoIndex, Window, build_index
+
+# w = f(confidence, fusion_weight): how much round 2 counts in the fused score.
+FUSION_SCHEDULES: dict[str, Callable[[float, float], float]] = {
+    "confidence": lambda c, _: c,  # MCCom default: trust the draft as much as the SLM did
+    "square": lambda c, _: c * c,  # round 2 only matters for confident drafts
+    "sqrt": lambda c, _: math.sqrt(c),  # round 2 matters even for unsure drafts
+    "constant": lambda _, weight: weight,  # ignore confidence: w = fusion_weight
+}
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """All retrieval settings; the index-related ones form :attr:`index_config`."""
+
+    window_lines: int = 20  # RepoCoder's window: about one function body
+    stride: int = 10  # RepoCoder's slice step: windows overlap by half
+    extensions: tuple[str, ...] = (".py",)  # Python by default
+    max_file_bytes: int = 1_000_000  # larger files are data or generated code: skipped
+    backend: str = "rank-bm25"  # "bm25s" queries 100x faster on 100k+ windows
+    query_left_lines: int = 20  # round-1 query: one window's worth of code before the cursor
+    query_right_lines: int = 10  # ... plus what follows the cursor (MCCom uses both sides)
+    top_k: int = 10  # windows offered to the prompt; the token budget may drop some
+    budget_tokens: int = 2048  # whole prompt (retrieved block + left context), RepoCoder's
+    retrieved_share: float = 0.5  # the left context keeps >= (1 - share) of the budget
+    fusion_schedule: str = "confidence"  # w = f(confidence): a FUSION_SCHEDULES name
+    fusion_weight: float = 0.5  # w for the "constant" schedule
+
+    def __post_init__(self):
+        if self.fusion_schedule not in FUSION_SCHEDULES:
+            raise MccomError(
+                f"unknown fusion schedule {self.fusion_schedule!r}: "
+                f"choose one of {sorted(FUSION_SCHEDULES)}"
+            )
+        for name in ("query_left_lines", "query_right_lines", "top_k", "budget_tokens"):
+            if getattr(self, name) < 0:
+                raise MccomError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("retrieved_share", "fusion_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise MccomError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        self.index_config  # validates window_lines, stride, backend, extensions
+
+    @property
+    def index_config(self) -> IndexConfig:
+        return IndexConfig(
+            window_lines=self.window_lines, stride=self.stride,
+            extensions=tuple(self.extensions), max_file_bytes=self.max_file_bytes,
+            backend=self.backend,
+        )
+
+
+def load_index(repo: str | os.PathLike, config: RetrievalConfig = RetrievalConfig(),
+               **kwargs) -> RepoIndex:
+    """Index ``repo`` with ``config`` (cached per content snapshot; see ``build_index``)."""
+    return build_index(repo, config.index_config, **kwargs)
+
+
+@dataclass(frozen=True)
+class CompletionSite:
+    """Where a completion happens and what the cascade knows about it so far.
+
+    ``target_span`` is the 0-based half-open line span of the expected completion in
+    ``target_path``; windows overlapping it are never retrieved. ``slm_output`` and
+    ``slm_confidence`` (in [0, 1]) are the rejected small-model suggestion, for round 2.
+    """
+
+    left_context: str
+    right_context: str = ""
+    target_path: str | os.PathLike | None = None
+    target_span: tuple[int, int] | None = None
+    slm_output: str | None = None
+    slm_confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved window with its score (higher is more relevant) and rank (0 = best)."""
+
+    window: Window
+    score: float
+    rank: int
+
+    @property
+    def text(self) -> str:
+        return self.window.text
+
+
+def round1_query(left_context: str, right_context: str, config: RetrievalConfig = RetrievalConfig()) -> str:
+    """Last ``query_left_lines`` lines of the left context + first ``query_right_lines`` of the right."""
+    left = left_context.split("\n")[-config.query_left_lines:] if config.query_left_lines else []
+    right = right_context.split("\n")[: config.query_right_lines]
+    return "\n".join(left + right)
+
+
+def round2_query(left_context: str, slm_output: str, config: RetrievalConfig = RetrievalConfig()) -> str:
+    """The SLM output joined onto the end of the left context (RepoCoder's iterative query).
+
+    The left context keeps ``query_left_lines - len(SLM lines)`` lines (at least its cursor
+    line, which the SLM output continues), so the query stays about one window long.
+    """
+    keep = max(config.query_left_lines - len(slm_output.split("\n")) + 1, 1)
+    return "\n".join(left_context.split("\n")[-keep:]) + slm_output
+
+
+def normalize_scores(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Min-max normalize ``scores`` to [0, 1] over the windows in ``mask`` (others become 0).
+
+    A list whose retrievable scores are all equal carries no ranking and becomes all zeros.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    mask = np.ones(len(scores), dtype=bool) if mask is None else mask
+    out = np.zeros(len(scores))
+    if not mask.any():
+        return out
+    lo, hi = scores[mask].min(), scores[mask].max()
+    if hi > lo:
+        out[mask] = (scores[mask] - lo) / (hi - lo)
+    return out
+
+
+def fusion_weight(confidence: float, schedule: str = "confidence", constant: float = 0.5) -> float:
+    """The round-2 weight w for an SLM confidence under a named schedule."""
+    if not 0.0 <= confidence <= 1.0 or math.isnan(confidence):
+        raise MccomError(f"SLM confidence must lie in [0, 1], got {confidence}")
+    if schedule not in FUSION_SCHEDULES:
+        raise MccomError(f"unknown fusion schedule {schedule!r}: choose one of {sorted(FUSION_SCHEDULES)}")
+    return float(FUSION_SCHEDULES[schedule](confidence, constant))
+
+
+def fuse_scores(round1: np.ndarray, round2: np.ndarray, weight: float,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """``(1 - weight) * norm(round1) + weight * norm(round2)``, normalized over ``mask``."""
+    return (1.0 - weight) * normalize_scores(round1, mask) + weight * normalize_scores(round2, mask)
+
+
+def top_hits(index: RepoIndex, scores: np.ndarray, mask: np.ndarray, k: int) -> list[Hit]:
+    """The ``k`` best retrievable windows with a positive score, best first.
+
+    Ties break by window order (path, then line), so identical inputs give identical results.
+    """
+    candidates = np.flatnonzero(mask & (scores > 0))
+    if k <= 0 or not len(candidates):
+        return []
+    if len(candidates) > k:
+        # argpartition keeps this O(n); the stable lexsort below fixes the order of the k.
+        keep = np.argpartition(-scores[candidates], k - 1)[:k]
+        kth = scores[candidates[keep]].min()
+        candidates = candidates[scores[candidates] >= kth]  # keep every window tied with the k-th
+    order = np.lexsort((candidates, -scores[candidates]))[:k]
+    return [Hit(index.window(int(i)), float(scores[i]), rank)
+            for rank, i in enumerate(candidates[order])]
+
+
+class Retriever:
+    """A retrieval strategy: scores every window of an index for a completion site."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: RetrievalConfig = RetrievalConfig()):
+        self.config = config
+
+    def scores(self, index: RepoIndex, site: CompletionSite, mask: np.ndarray) -> np.ndarray | None:
+        """Score per window, shape (len(index),), or None to retrieve nothing."""
+        raise NotImplementedError
+
+    def retrieve(self, index: RepoIndex, site: CompletionSite, top_k: int | None = None) -> list[Hit]:
+        """The ``top_k`` (default ``config.top_k``) most relevant windows, best first."""
+        mask = index.eligible(site.target_path, site.target_span)
+        scores = self.scores(index, site, mask)
+        if scores is None:
+            return []
+        return top_hits(index, scores, mask, self.config.top_k if top_k is None else top_k)
+
+    def _round1(self, index: RepoIndex, site: CompletionSite) -> np.ndarray:
+        return index.scores(code_tokens(round1_query(site.left_context, site.right_context, self.config)))
+
+    def _round2(self, index: RepoIndex, site: CompletionSite) -> np.ndarray:
+        if site.slm_output is None:
+            raise MccomError(
+                f"the {self.name!r} retriever needs the rejected SLM output (slm_output); "
+                "use 'round1' before the small model has run"
+            )
+        return index.scores(code_tokens(round2_query(site.left_context, site.slm_output, self.config)))
+
+
+class NoRetriever(Retriever):
+    """No retrieval: the in-file context only."""
+
+    name = "none"
+
+    def scores(self, index, site, mask):
+        return None
+
+
+class Round1Retriever(Retriever):
+    """BM25 on the left + right context around the cursor."""
+
+    name = "round1"
+
+    def scores(self, index, site, mask):
+        return self._round1(index, site)
+
+
+class RepoCoderRetriever(Retriever):
+    """RepoCoder's round 2: BM25 on the SLM output + left context alone (baseline)."""
+
+    name = "repocoder"
+
+    def scores(self, index, site, mask):
+        return self._round2(index, site)
+
+
+class FusedRetriever(Retriever):
+    """MCCom's round 2: confidence-weighted fusion of the normalized round-1 and round-2 scores."""
+
+    name = "mccom-fused"
+
+    def scores(self, index, site, mask):
+        round2 = self._round2(index, site)
+        if site.slm_confidence is None:
+            raise MccomError("the 'mccom-fused' retriever needs slm_confidence in [0, 1]")
+        weight = fusion_weight(site.slm_confidence, self.config.fusion_schedule, self.config.fusion_weight)
+        return fuse_scores(self._round1(index, site), round2, weight, mask)
+
+
+RETRIEVERS: dict[str, type[Retriever]] = {
+    cls.name: cls for cls in (NoRetriever, Round1Retriever, RepoCoderRetriever, FusedRetriever)
+}
+
+
+def get_retriever(name: str, config: RetrievalConfig = RetrievalConfig()) -> Retriever:
+    """The retriever strategy called ``name`` (one of ``RETRIEVERS``)."""
+    if name not in RETRIEVERS:
+        raise MccomError(f"unknown retriever {name!r}: choose one of {sorted(RETRIEVERS)}")
+    return RETRIEVERS[name](config)
+
+
+def retrieve(index: RepoIndex, site: CompletionSite, strategy: str = "round1",
+             config: RetrievalConfig = RetrievalConfig()) -> list[Hit]:
+    """Shorthand for ``get_retriever(strategy, config).retrieve(index, site)``."""
+    return get_retriever(strategy, config).retrieve(index, site)
+
+
+def snippet_texts(hits: list[Hit]) -> list[str]:
+    """The retrieved windows' code, best first: extra match material for the stage-1 drafter."""
+    return [hit.text for hit in hits]
+
+
+# Prompt assembly is its own module; re-exported here so ``mccom_core.retrieval`` is the one
+# import for callers. (Imported last: retrieval_prompt needs ``Hit`` from this module.)
+from mccom_core.retrieval_prompt import (  # noqa: E402,F401
+    AssembledPrompt, RetrievedBlock, as_token_counter, assemble_prompt, fit_block, render_block,
+)

@@ -1,0 +1,105 @@
+import pytest
+
+from mccom_core.errors import MccomError
+from mccom_core.repo_index import Window
+from mccom_core.retrieval import Hit
+from mccom_core.retrieval_prompt import HEADER, as_token_counter, assemble_prompt, fit_block, render_block
+
+
+def words(text):
+    """A deterministic test tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+class EncodeTokenizer:
+    """A Hugging Face style tokenizer: one token per character, plus a BOS if asked."""
+
+    def encode(self, text, add_special_tokens=True):
+        return [0] * (len(text) + (1 if add_special_tokens else 0))
+
+
+HITS = [
+    Hit(Window("pkg/best.py", 0, 2, "def best():\n    return 1"), 3.0, 0),
+    Hit(Window("pkg/mid.py", 10, 11, "MID = 2"), 2.0, 1),
+    Hit(Window("worst.py", 5, 6, "worst = 3"), 1.0, 2),
+]
+LEFT = "import os\n\ndef main():\n    x = best()\n    return "
+
+
+def test_render_block_is_repocoder_style_with_the_best_window_last():
+    rule = "# " + "-" * 50
+    assert render_block(HITS[:2]) == (
+        "# Here are some relevant code fragments from other files of the repo:\n" + rule + "\n"
+        "# the below code fragment can be found in:\n# pkg/mid.py\n" + rule + "\n# MID = 2\n" + rule + "\n"
+        "# the below code fragment can be found in:\n# pkg/best.py\n" + rule + "\n"
+        "# def best():\n#     return 1\n" + rule + "\n"
+    )
+    assert render_block([]) == ""
+
+
+def test_everything_fits_in_a_large_budget():
+    prompt = assemble_prompt(LEFT, HITS, words, budget_tokens=1000)
+    assert prompt.text == render_block(HITS) + LEFT
+    assert prompt.hits == tuple(HITS)
+    assert prompt.snippets == ["def best():\n    return 1", "MID = 2", "worst = 3"]
+    assert prompt.n_tokens == words(prompt.text)
+    assert prompt.left_chars_dropped == 0
+
+
+def test_budget_is_never_exceeded_and_the_least_relevant_go_first():
+    seen_counts = set()
+    for budget in range(0, 140):
+        for share in (0.0, 0.25, 0.5, 1.0):
+            prompt = assemble_prompt(LEFT, HITS, words, budget_tokens=budget, retrieved_share=share)
+            assert prompt.n_tokens == words(prompt.text) <= budget
+            assert prompt.hits == tuple(HITS[: len(prompt.hits)])  # a best-first prefix
+            assert LEFT.endswith(prompt.text[len(render_block(list(prompt.hits))):])
+            seen_counts.add(len(prompt.hits))
+    assert seen_counts == {0, 1, 2, 3}
+
+
+def test_left_context_keeps_its_share_and_is_cut_at_a_line_start():
+    left_words = words(LEFT)  # 8
+    # Half of 20 tokens is reserved for the left context, which needs only 8: the block gets
+    # 12, too few for any window (the block with one window is 36 words).
+    prompt = assemble_prompt(LEFT, HITS, words, budget_tokens=20)
+    assert prompt.hits == () and prompt.text == LEFT and left_words == 8
+    # Budget 6 with the block empty: the left context keeps its longest tail from a line start.
+    prompt = assemble_prompt(LEFT, [], words, budget_tokens=6)
+    assert prompt.text == "\ndef main():\n    x = best()\n    return "  # the blank line is kept
+    assert prompt.left_chars_dropped == len("import os\n")
+    # Budget 1: only the cursor line fits.
+    prompt = assemble_prompt(LEFT, [], words, budget_tokens=1)
+    assert prompt.text == "    return " and prompt.n_tokens == 1
+    # A cursor line too long for the budget is cut mid-line (no later line start to cut at).
+    prompt = assemble_prompt("a\nb c d e", [], words, budget_tokens=2)
+    assert prompt.text == " d e" and prompt.left_chars_dropped == 5
+
+
+def test_hf_style_tokenizer_counts_without_special_tokens():
+    count = as_token_counter(EncodeTokenizer())
+    assert count("abc") == 3
+    prompt = assemble_prompt(LEFT, HITS, EncodeTokenizer(), budget_tokens=len(LEFT) + len(render_block(HITS[:1])))
+    assert prompt.hits == (HITS[0],) and prompt.text == render_block(HITS[:1]) + LEFT
+    assert prompt.n_tokens == len(prompt.text)
+
+
+def test_bad_tokenizer_and_budget_are_user_errors():
+    with pytest.raises(MccomError, match="cannot count tokens"):
+        as_token_counter(42)
+    with pytest.raises(MccomError, match="budget_tokens"):
+        assemble_prompt(LEFT, HITS, words, budget_tokens=-1)
+    with pytest.raises(MccomError, match="retrieved_share"):
+        assemble_prompt(LEFT, HITS, words, retrieved_share=2.0)
+    assert HEADER.startswith("# Here are some relevant code fragments")
+
+
+def test_fit_block_budgets_the_retrieved_block_alone():
+    sizes = [words(render_block(HITS[:n])) for n in range(4)]
+    assert sizes == [0, 36, 55, 74]
+    for budget in range(0, sizes[3] + 2):
+        block = fit_block(HITS, words, budget)
+        expected = max(n for n in range(4) if sizes[n] <= budget)
+        assert block.hits == tuple(HITS[:expected])
+        assert block.text == render_block(HITS[:expected]) and block.n_tokens == sizes[expected] <= budget
+    assert fit_block(HITS, words, sizes[2]).snippets == ["def best():\n    return 1", "MID = 2"]
