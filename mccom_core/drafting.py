@@ -22,7 +22,9 @@ Registry names (:data:`DRAFTERS`, :func:`make_drafter`):
     of the draft text, the remaining draft text is tokenized with the target's tokenizer.
     Once the target has left the draft behind, it proposes nothing (plain decoding).
 ``cross-model+context``
-    The same, but once the draft is exhausted or diverged, fall back to ``context``.
+    The same, but once the draft is exhausted or diverged, fall back to ``context``, with the
+    other model's output as the first match material, so a draft that diverged for a word
+    can be picked up again where the two outputs re-join.
 """
 
 from __future__ import annotations
@@ -211,7 +213,10 @@ class CrossModelDrafter(Drafter):
         tok = context.tokenizer
         self.text = context.draft_text if context.draft_text is not None else tok.decode(self.ids)
         if self.fallback is not None:
-            self.fallback.begin(context)
+            # After a divergence the other model's output is still the best match material:
+            # the target often re-joins it a few tokens later ("doc" vs "document" in a line).
+            texts = (self.text,) + tuple(context.extra_texts)
+            self.fallback.begin(DraftContext(context.prompt_ids, tok, texts, context.draft_text, context.draft_ids))
 
     def propose(self, generated: Sequence[int], budget: int) -> list[int]:
         if budget <= 0:

