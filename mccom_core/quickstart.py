@@ -44,7 +44,8 @@ def default_file() -> Path:
 
 def pick_lines(source: str, n: int, seed: int, min_line: int = 1):
     """``n`` non-trivial lines of ``source`` (seeded), in file order."""
-    pool = [c for c in line_candidates(source) if c.start_line >= min_line]
+    # Line 1 has nothing before it to complete from.
+    pool = [c for c in line_candidates(source) if c.start_line >= max(min_line, 2)]
     if not pool:
         raise MccomError("the file has no non-trivial code lines to complete: pick another file")
     rng = random.Random(seed)
