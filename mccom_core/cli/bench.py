@@ -1,5 +1,6 @@
-"""``mccom bench``: benchmark commands. ``build`` makes task files; later sub-commands (``run``)
-add their parser in :func:`register` beside it. Parsing only: the work is in the library."""
+"""``mccom bench``: benchmark commands. ``build`` makes task files; ``run`` runs the cascade
+branches on them (:func:`mccom_core.runner.run_benchmark`). Parsing only: the work is in the
+library."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="build and run completion benchmarks")
     sub = parser.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND")
     _register_build(sub)
+    _register_run(sub)
 
     def usage(args: argparse.Namespace) -> int:
         parser.print_help()
@@ -72,4 +74,52 @@ def _build(args: argparse.Namespace) -> int:
     for report in reports:
         counts = ", ".join(f"{k} {n}/{report.candidates[k]}" for k, n in report.counts.items())
         print(f"{report.spec}  sha256 {report.repo_hash[:12]}  {counts}")
+    return 0
+
+
+def _register_run(sub) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run the cascade branches on tasks (resumable)",
+        description=(
+            "Run every task through the cascade branches (SLM, LLM direct, LLM after "
+            "rejection, plus any ablations) and append one JSONL row per task and branch. "
+            "Re-running with the same --out resumes: rows already there are not recomputed."
+        ),
+    )
+    run.add_argument("--tasks", default="data/benchmarks/default",
+                     help="task JSONL file or directory (default: data/benchmarks/default)")
+    run.add_argument("--out", required=True, help="results JSONL (created or resumed)")
+    run.add_argument("--limit", type=int, help="at most N tasks per kind, round-robin over repositories")
+    run.add_argument("--kind", choices=("line", "stmt"), help="only this task kind")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    run.add_argument("--slm", default="qwen2.5-coder-0.5b", help="local model spec")
+    run.add_argument("--llm", default="qwen2.5-coder-1.5b", help="cloud model spec")
+    run.add_argument("--ablation", action="append", default=[],
+                     help="add ablation branches: no-drafting, no-retrieval, repocoder (repeatable)")
+    run.add_argument("--max-left-tokens", type=int, default=1024, help="left-context budget")
+    run.add_argument("--retrieved-tokens", type=int, default=512, help="retrieved-block budget")
+    run.add_argument("--stage1-drafter", default="context", help="drafter of SLM / LLM-direct branches")
+    run.add_argument("--stage2-drafter", default="cross-model+context", help="drafter after a rejection")
+    run.add_argument("--no-warm", action="store_true", help="skip the warm-cache SLM timing")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mccom_core.cascade import CascadeConfig
+    from mccom_core.runner import run_benchmark
+
+    config = CascadeConfig(
+        slm=args.slm, llm=args.llm, max_left_tokens=args.max_left_tokens,
+        retrieved_tokens=args.retrieved_tokens, stage1_drafter=args.stage1_drafter,
+        stage2_drafter=args.stage2_drafter, warm=not args.no_warm,
+    ).with_ablations(*args.ablation)
+    report = run_benchmark(args.tasks, args.out, config, limit=args.limit, kind=args.kind,
+                           device=args.device, progress=not args.quiet)
+    for where, reason in report.skipped:
+        print(f"skipped {where}: {reason}", file=sys.stderr)
+    print(f"{report.rows_written} rows written, {report.rows_existing} already there "
+          f"({report.tasks} tasks, {len(report.skipped)} skipped, config {report.config_hash}) "
+          f"in {report.seconds:.0f} s -> {report.out_path}")
     return 0

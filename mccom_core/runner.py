@@ -1,0 +1,267 @@
+"""The resumable benchmark runner: tasks × branches → one JSONL row each, written as it goes.
+
+Each row is appended and flushed the moment its branch finishes, so a run killed at any point
+loses at most the branch in flight. Restarted with the same output file, the runner reads the
+rows already there, keys them by ``(task_id, branch, config_hash)`` and computes only what is
+missing (a task whose SLM row exists reuses it for its dependent branches). A last line torn
+by the kill is cut off before appending. Rows of other configurations in the same file are
+kept and never counted as done for this one.
+
+Every row carries the config hash, the config itself, model specs, package versions and the
+device, so a results file says what produced it. A task that cannot be run (malformed line,
+a file that changed since the task was built, a repository that cannot be materialized, a
+context the models cannot complete from) is reported in :attr:`RunReport.skipped` and
+skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from mccom_core.benchmarks import Task, materialize, read_tasks, task_context
+from mccom_core.cascade import Cascade, CascadeConfig, config_hash
+from mccom_core.errors import MccomError
+from mccom_core.retrieval import load_index
+
+_VERSIONED = ("mccom-workbench", "torch", "transformers", "numpy", "rank-bm25", "bm25s", "rapidfuzz")
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a call of :func:`run_benchmark` did."""
+
+    out_path: Path
+    config_hash: str
+    tasks: int  # tasks selected for this run
+    rows_written: int  # rows appended by this call
+    rows_existing: int  # rows of this config that were already in the file
+    skipped: tuple[tuple[str, str], ...] = ()  # (task id or file:line, reason)
+    seconds: float = 0.0
+    dropped_partial_line: bool = False  # a torn last line (from a kill) was cut off
+    extra: dict = field(default_factory=dict)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the results (``"-"`` when not installed)."""
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | None = None) -> list[Task]:
+    """Tasks of ``kind`` (all kinds when None), at most ``limit`` per kind.
+
+    The limit takes tasks round-robin over repositories (each repository's tasks are already
+    in random order), so a small sample still covers every repository. Deterministic.
+    """
+    if limit is not None and limit < 1:
+        raise MccomError(f"limit must be >= 1, got {limit}")
+    by_kind: dict[str, dict[str, list[Task]]] = defaultdict(lambda: defaultdict(list))
+    for task in tasks:
+        if kind is None or task.kind == kind:
+            by_kind[task.kind][task.repo].append(task)
+    out = []
+    for k in sorted(by_kind):
+        queues = [list(q) for q in by_kind[k].values()]
+        picked, depth = [], 0
+        while any(depth < len(q) for q in queues) and (limit is None or len(picked) < limit):
+            picked += [q[depth] for q in queues if depth < len(q)]
+            depth += 1
+        out += picked[:limit] if limit is not None else picked
+    return out
+
+
+def _cut_torn_line(path: Path) -> bool:
+    """Drop a last line without its newline (a write cut by a kill). True when one was cut."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return False
+        fh.truncate(data.rfind(b"\n") + 1)
+    return True
+
+
+def read_results(path, config_hash: str | None = None) -> pd.DataFrame:
+    """The rows of a results file as a DataFrame (only those of ``config_hash`` if given).
+
+    Unparseable lines (a torn last line) are ignored.
+    """
+    rows = []
+    path = Path(path)
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                row = None
+            if isinstance(row, dict) and (config_hash is None or row.get("config_hash") == config_hash):
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class ResultsWriter:
+    """Appends rows to a JSONL file, flushed and fsynced one by one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8", newline="\n")
+
+    def write(self, row: dict) -> None:
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _stored_rows(path: Path, chash: str) -> dict[str, dict[str, dict]]:
+    """task_id -> branch -> row, for the rows of this config already in the file."""
+    done: dict[str, dict[str, dict]] = defaultdict(dict)
+    frame = read_results(path, chash)
+    for row in frame.to_dict("records") if not frame.empty else []:
+        done[row["task_id"]].setdefault(row["branch"], row)
+    return done
+
+
+def run_benchmark(
+    tasks, out, config: CascadeConfig = CascadeConfig(), *, limit: int | None = None,
+    kind: str | None = None, device: str = "auto", slm=None, llm=None, progress: bool = True,
+    snapshot: Callable[[str, str], Path] = materialize, index_loader: Callable = load_index,
+) -> RunReport:
+    """Run every selected task through the branches of ``config``, appending rows to ``out``.
+
+    Parameters
+    ----------
+    tasks:
+        A JSONL file or directory of them (malformed lines are reported and skipped), or a
+        list of :class:`~mccom_core.benchmarks.Task`.
+    out:
+        The JSONL results file; created, or resumed when it exists.
+    limit, kind:
+        At most ``limit`` tasks per kind (see :func:`select_tasks`), only ``kind`` if given.
+    device:
+        Where the models run (``auto``, ``cpu``, ``cuda``...), when they are loaded here.
+    slm, llm:
+        Already loaded models (:class:`~mccom_core.models.LoadedModel`); their ``spec`` must
+        equal ``config.slm`` / ``config.llm``. Loaded with ``load_model`` when omitted.
+    snapshot, index_loader:
+        How a task's repository becomes a directory and a retrieval index.
+    """
+    start = time.perf_counter()
+    out, chash = Path(out), config_hash(config)
+    skipped: list[tuple[str, str]] = []
+    if isinstance(tasks, (str, os.PathLike)):
+        loaded = read_tasks(tasks)
+        skipped += [(msg.split(": ", 1)[0], msg.split(": ", 1)[-1]) for msg in loaded.skipped]
+        tasks = loaded.tasks
+    selected = select_tasks(tasks, kind, limit)
+    dropped = _cut_torn_line(out)
+    done = _stored_rows(out, chash)
+    existing = sum(len(v) for v in done.values())
+    todo = [t for t in selected if not set(config.branches) <= set(done.get(t.task_id, {}))]
+
+    written, cascade, meta = 0, None, {}
+    if todo:
+        writer = ResultsWriter(out)
+        contexts = _Contexts(snapshot, index_loader, config)
+        try:
+            for task in _progress(todo, progress):
+                try:
+                    left, right, index = contexts.get(task)
+                except MccomError as exc:
+                    skipped.append((task.task_id, str(exc)))
+                    continue
+                if cascade is None:  # loaded only once a task can run; a bad model spec is fatal
+                    cascade = Cascade(*_models(config, slm, llm, device), config)
+                    meta = _metadata(config, chash, cascade)
+                try:
+                    for row in cascade.run(task, left, right, index, done.get(task.task_id)):
+                        writer.write({**row, **meta, "written_at": time.time()})
+                        written += 1
+                except MccomError as exc:  # e.g. nothing before the cursor to complete from
+                    skipped.append((task.task_id, str(exc)))
+        finally:
+            writer.close()
+    return RunReport(out, chash, len(selected), written, existing, tuple(skipped),
+                     time.perf_counter() - start, dropped)
+
+
+def _models(config: CascadeConfig, slm, llm, device):
+    from mccom_core.models import load_model
+
+    slm = slm if slm is not None else load_model(config.slm, device=device)
+    llm = llm if llm is not None else load_model(config.llm, device=device)
+    for role, lm, spec in (("slm", slm, config.slm), ("llm", llm, config.llm)):
+        if lm.spec != spec:
+            raise MccomError(f"the {role} given is {lm.spec!r} but config.{role} is {spec!r}: make them agree")
+    return slm, llm
+
+
+def _metadata(config: CascadeConfig, chash: str, cascade: Cascade) -> dict:
+    """What every row carries about how it was produced."""
+    import torch
+
+    return {"config_hash": chash, "config": json.loads(json.dumps(asdict(config))),
+            "slm_spec": cascade.slm.spec, "llm_spec": cascade.llm.spec, "versions": package_versions(),
+            "device": str(cascade.slm.device), "torch_threads": torch.get_num_threads()}
+
+
+def _progress(items: list, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="tasks", unit="task", disable=not enabled, smoothing=0.1)
+
+
+class _Contexts:
+    """Per task: left and right context, and the repository's index (one per snapshot)."""
+
+    def __init__(self, snapshot, index_loader, config: CascadeConfig):
+        self.snapshot, self.index_loader, self.config = snapshot, index_loader, config
+        self.roots: dict[tuple[str, str], Path | MccomError] = {}
+        self.indexes: dict[Path, object] = {}  # a RepoIndex, or the MccomError it raised
+        self.retrieves = any(_retrieves(b) for b in config.branches)
+
+    def get(self, task: Task):
+        key = (task.repo, task.repo_hash)
+        if key not in self.roots:
+            try:
+                self.roots[key] = Path(self.snapshot(task.repo, task.repo_hash))
+            except MccomError as exc:  # remembered: every task of this repository is skipped
+                self.roots[key] = exc
+        root = self.roots[key]
+        if isinstance(root, MccomError):
+            raise root
+        left, right = task_context(task, root)
+        if self.retrieves and root not in self.indexes:
+            try:
+                self.indexes[root] = self.index_loader(root, self.config.retrieval)
+            except MccomError as exc:
+                self.indexes[root] = exc
+        index = self.indexes.get(root)
+        if isinstance(index, MccomError):
+            raise index
+        return left, right, index
+
+
+def _retrieves(branch: str) -> bool:
+    from mccom_core.cascade import BRANCHES
+
+    return BRANCHES[branch].retriever != "none"
