@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 SLM, LLM = "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"
 # Short contexts keep the 50-line exactness check within CI's time; exactness does not
 # depend on the context length.
-SHORT = PromptConfig(max_left_tokens=384)
+SHORT = PromptConfig(max_left_tokens=256)
 
 
 def module_file(name: str) -> Path:
