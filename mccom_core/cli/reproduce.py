@@ -1,0 +1,32 @@
+"""``mccom reproduce``: execute every notebook with papermill and write one report."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reproduce", help="execute every notebook (papermill) and write a report with the papers' numbers")
+    p.add_argument("--profile", default="quick", help="quick (small counts, CI) or paper (the real run)")
+    p.add_argument("--out", default=None, help="output directory (default: build/reproduce/<profile>)")
+    p.add_argument("--notebooks", nargs="+", default=None, help="stems or numbers, e.g. 01 04 (default: all)")
+    p.add_argument("--slm", default=None, help="override the local model spec (e.g. a checkpoint folder)")
+    p.add_argument("--llm", default=None, help="override the cloud model spec")
+    p.add_argument("--device", default=None, help="override the device (auto, cpu, cuda)")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="override any profile parameter; VALUE is read as YAML (3 -> int, [0, 1] -> list)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import yaml
+
+    from mccom_core.reproduce import reproduce
+
+    overrides = {k: yaml.safe_load(v) for k, v in args.param}
+    overrides.update({k: getattr(args, k) for k in ("slm", "llm", "device") if getattr(args, k)})
+    rep = reproduce(args.profile, args.out, args.notebooks, overrides=overrides, progress=not args.no_progress)
+    for r in rep.runs:
+        where = "" if r.ok else f"  cell {r.failed_cell}: {r.error.splitlines()[0] if r.error else ''}"
+        print(f"{'ok    ' if r.ok else 'FAILED'} {r.name:<32} {r.seconds:7.1f} s{where}")
+    print(f"report: {rep.report}  ({rep.seconds:.0f} s)")
+    return 0 if rep.ok else 1

@@ -1,0 +1,227 @@
+"""What the notebooks compute from the cascade's branch rows, beyond the policies.
+
+* :func:`cascade_results`: run the missing branches of a config (resumable) or only read the
+  stored rows, and return them as the long results frame every analysis reads;
+* :func:`observations`: the MCCom paper's four motivating observations beside ours;
+* :func:`retrieval_ablation`: EM/ES of each branch by retrieval setting (none, round 1,
+  RepoCoder round 2, fused round 2), on the tasks every setting answered;
+* :func:`quickstart_trace`: per quickstart line, which model's answer a confidence cascade
+  shows and where the time went.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mccom_core.errors import MccomError
+from mccom_core.paths import PROJECT_ROOT
+
+DEFAULT_TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"
+
+# The MCCom paper's observations (Lu et al., arXiv 2603.05974), in percent.
+PAPER_OBSERVATIONS = {
+    "slm_output_in_left_pct": 14.4,  # SLM outputs found verbatim in the left context
+    "slm_llm_es_pct": 78.4,  # mean edit similarity between SLM and LLM outputs
+    "slm_em_no_retrieval_pct": 37.8,  # SLM exact match without retrieval
+    "slm_vs_llm_em_pct": 73.8,  # SLM exact match relative to the LLM's
+}
+
+# Retrieval settings of the ablation: setting -> (SLM branch, LLM branch).
+RETRIEVAL_SETTINGS = {
+    "none": ("slm_noretrieval", "llm_noretrieval"),
+    "round 1": ("slm", "llm"),
+    "RepoCoder round 2": (None, "llm_rejected_repocoder"),
+    "fused round 2 (MCCom)": (None, "llm_rejected"),
+}
+
+
+def cascade_results(rows_path, *, slm: str, llm: str, per_kind: int, branches: Sequence[str] | None = None,
+                    compute: bool = True, device: str = "auto", tasks=DEFAULT_TASKS,
+                    progress: bool = True) -> pd.DataFrame:
+    """The branch rows of ``rows_path`` for the (slm, llm) config, computing missing ones first.
+
+    With ``compute`` the runner (:func:`mccom_core.runner.run_benchmark`) runs the branches not
+    yet stored for up to ``per_kind`` tasks per kind and the rows of that config are returned;
+    without it, the stored rows are read as they are (all configs).
+    """
+    from mccom_core.cascade import CORE_BRANCHES, CascadeConfig, config_hash
+    from mccom_core.runner import read_results, run_benchmark
+
+    rows_path = Path(rows_path)
+    if not compute:
+        if not rows_path.is_file():
+            raise MccomError(f"no cascade rows at {rows_path}: run with compute=True or pass an existing file")
+        return read_results(rows_path)
+    config = CascadeConfig(slm=slm, llm=llm, branches=tuple(branches or CORE_BRANCHES))
+    run_benchmark(tasks, rows_path, config, limit=per_kind, device=device, progress=progress)
+    return read_results(rows_path, config_hash(config))
+
+
+def complete_tasks(results, branches: Sequence[str]) -> pd.DataFrame:
+    """The rows of the tasks that have every one of ``branches`` stored (so settings compare
+    on the same tasks)."""
+    df = pd.DataFrame(results)
+    have = df.groupby("task_id")["branch"].agg(set)
+    keep = have[have.apply(lambda s: set(branches) <= s)].index
+    return df[df["task_id"].isin(keep)].reset_index(drop=True)
+
+
+def _branch(results: pd.DataFrame, name: str) -> pd.DataFrame:
+    return results[results["branch"] == name].drop_duplicates("task_id").set_index("task_id")
+
+
+def observations(results) -> pd.DataFrame:
+    """The paper's four observations beside ours (percent); a missing branch gives NaN."""
+    from mccom_core.cascade import output_similarity, verbatim_share
+
+    df = pd.DataFrame(results)
+    slm, llm, slm_nr = _branch(df, "slm"), _branch(df, "llm"), _branch(df, "slm_noretrieval")
+    both = slm[["em"]].join(llm[["em"]].rename(columns={"em": "em_llm"}), how="inner")
+    measured = {
+        "slm_output_in_left_pct": 100 * verbatim_share(df),
+        "slm_llm_es_pct": 100 * output_similarity(df),
+        "slm_em_no_retrieval_pct": 100 * slm_nr["em"].astype(float).mean() if not slm_nr.empty else np.nan,
+        "slm_vs_llm_em_pct": (100 * both["em"].astype(float).mean() / both["em_llm"].astype(float).mean()
+                              if not both.empty and both["em_llm"].astype(bool).any() else np.nan),
+    }
+    return pd.DataFrame({"metric": list(PAPER_OBSERVATIONS), "paper": list(PAPER_OBSERVATIONS.values()),
+                         "measured": [float(measured[k]) for k in PAPER_OBSERVATIONS],
+                         "n_tasks": [len(slm_nr) if k == "slm_em_no_retrieval_pct" else
+                                     len(both) if k == "slm_vs_llm_em_pct" else len(slm)
+                                     for k in PAPER_OBSERVATIONS]})
+
+
+def retrieval_ablation(results) -> pd.DataFrame:
+    """EM, ES and mean latency per (setting, role) on the tasks present in every stored branch.
+
+    Settings whose branch is not stored are left out; ``n`` is the number of common tasks.
+    """
+    df = pd.DataFrame(results)
+    pairs = [(setting, role, name) for setting, names in RETRIEVAL_SETTINGS.items()
+             for role, name in zip(("slm", "llm"), names) if name]
+    present = [(s, r, n) for s, r, n in pairs if (df["branch"] == n).any()]
+    if not present:
+        raise MccomError("no retrieval-ablation branches in the results: compute them "
+                         "(CascadeConfig.with_ablations('no-retrieval', 'repocoder'))")
+    common = set.intersection(*(set(_branch(df, n).index) for _, _, n in present))
+    rows = []
+    for setting, role, name in present:
+        sub = _branch(df, name).loc[sorted(common)]
+        ms = sub["retrieval_ms"] + sub["prefill_ms"] + sub["decode_ms"] + sub["draft_ms"]
+        rows.append({"setting": setting, "role": role, "branch": name, "n": len(sub),
+                     "em": float(sub["em"].astype(float).mean()), "es": float(sub["es"].astype(float).mean()),
+                     "mean_ms": float(ms.mean())})
+    return pd.DataFrame(rows)
+
+
+def quickstart_trace(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Per line of a quickstart frame (:func:`mccom_core.quickstart.run_quickstart`, two models):
+    which model a confidence cascade answers with, what it shows, drafts and time spent.
+
+    The local model (first in the frame) answers when its confidence is at least
+    ``threshold``; otherwise the cloud model is called after it, and both times add up.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise MccomError(f"threshold must lie in [0, 1], got {threshold}")
+    models = list(dict.fromkeys(frame["model"]))
+    if len(models) != 2:
+        raise MccomError(f"the quickstart frame needs exactly two models (local, cloud), got {models}")
+    local, cloud = (frame[frame["model"] == m].set_index("line") for m in models)
+    rows = []
+    for line, s in local.iterrows():
+        c = cloud.loc[line]
+        slm_ms = s["prefill_ms"] + s["decode_ms"]
+        use_slm = s["confidence"] >= threshold
+        rows.append({
+            "line": line, "ground_truth": s["ground_truth"], "answered_by": models[0] if use_slm else models[1],
+            "shown": s["completion"] if use_slm else c["completion"],
+            "exact_match": bool(s["exact_match"] if use_slm else c["exact_match"]),
+            "slm_confidence": s["confidence"], "slm_drafted": s["drafted"], "slm_accepted": s["accepted"],
+            "llm_drafted": 0 if use_slm else c["drafted"], "llm_accepted": 0 if use_slm else c["accepted"],
+            "slm_prefill_ms": s["prefill_ms"], "slm_decode_ms": s["decode_ms"],
+            "llm_prefill_ms": 0.0 if use_slm else c["prefill_ms"], "llm_decode_ms": 0.0 if use_slm else c["decode_ms"],
+            "total_ms": slm_ms if use_slm else slm_ms + c["prefill_ms"] + c["decode_ms"],
+        })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- fusion-weight sweep
+
+FUSION_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))  # 0 = round 1, 1 = RepoCoder
+
+
+def fusion_hits(index, site, ground_truth: str, weights: Sequence[float] = FUSION_WEIGHTS,
+                top_k: int = 10, config=None) -> list[dict]:
+    """For one completion site with the SLM's output: does the fused round-2 retrieval find the
+    ground truth, for each constant weight ``w`` and for MCCom's confidence schedule (w = confidence)?
+
+    A *hit* is a retrieved window that contains the stripped ground truth (windows overlapping
+    the target are never retrievable, so a hit is the same code elsewhere in the repository):
+    a model-free proxy for what round 2 gives the cloud model. ``rank`` is the best such
+    window's rank (None without a hit). Both rounds are scored once; only the fusion varies.
+    """
+    from mccom_core.code_tokens import code_tokens
+    from mccom_core.retrieval import RetrievalConfig, fuse_scores, round1_query, round2_query, top_hits
+
+    config = config or RetrievalConfig()
+    truth = ground_truth.strip()
+    mask = index.eligible(site.target_path, site.target_span)
+    r1 = index.scores(code_tokens(round1_query(site.left_context, site.right_context, config)))
+    r2 = index.scores(code_tokens(round2_query(site.left_context, site.slm_output or "", config)))
+    settings = [(f"w = {w:.2f}", float(w)) for w in weights]
+    settings.append(("confidence (MCCom)", float(min(max(site.slm_confidence or 0.0, 0.0), 1.0))))
+    out = []
+    for name, w in settings:
+        hits = top_hits(index, fuse_scores(r1, r2, w, mask), mask, top_k)
+        ranks = [h.rank for h in hits if truth and truth in h.text]
+        out.append({"setting": name, "weight": w, "hit": bool(ranks), "rank": ranks[0] if ranks else None})
+    return out
+
+
+def fusion_sweep(results, weights: Sequence[float] = FUSION_WEIGHTS, *, tasks=DEFAULT_TASKS, top_k: int = 10,
+                 progress: bool = True) -> pd.DataFrame:
+    """:func:`fusion_hits` for every task with an SLM row whose task is found in ``tasks``.
+
+    Per task and setting: ``hit``, ``rank``, ``slm_em`` (the rejected-or-not SLM output was
+    right), ``kind``. Tasks not in ``tasks`` (or whose repository cannot be materialized) are
+    left out; an empty frame means none could be used.
+    """
+    from tqdm.auto import tqdm
+
+    from mccom_core.benchmarks import materialize, read_tasks, task_context
+    from mccom_core.cascade import CascadeConfig
+    from mccom_core.retrieval import CompletionSite, load_index
+
+    config = CascadeConfig().retrieval
+    by_id = {t.task_id: t for t in read_tasks(tasks).tasks}
+    slm = _branch(pd.DataFrame(results), "slm")
+    rows, indexes = [], {}
+    for task_id, row in tqdm(list(slm.iterrows()), desc="fusion sweep", disable=not progress):
+        task = by_id.get(task_id)
+        if task is None:
+            continue
+        try:
+            root = materialize(task.repo, task.repo_hash)
+            left, right = task_context(task, root)
+            if root not in indexes:
+                indexes[root] = load_index(root, config)
+        except MccomError:
+            continue
+        site = CompletionSite(left, right, task.path, task.span0, row["prediction"], float(row["confidence"]))
+        for hit in fusion_hits(indexes[root], site, task.ground_truth, weights, top_k, config):
+            rows.append({"task_id": task_id, "kind": task.kind, "slm_em": bool(row["em"]), **hit})
+    return pd.DataFrame(rows, columns=["task_id", "kind", "slm_em", "setting", "weight", "hit", "rank"])
+
+
+def fusion_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Hit rate and hit@1 per fusion setting (over tasks), from :func:`fusion_sweep`."""
+    if frame.empty:
+        return pd.DataFrame(columns=["setting", "weight", "n", "hit_rate", "hit_at_1"])
+    g = frame.assign(top1=frame["rank"].eq(0)).groupby("setting", sort=False)
+    out = g.agg(weight=("weight", "mean"), n=("task_id", "nunique"), hit_rate=("hit", "mean"),
+                hit_at_1=("top1", "mean"))
+    return out.reset_index()

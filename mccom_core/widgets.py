@@ -1,0 +1,144 @@
+"""The threshold explorer: ipywidgets controls over a pure sweep of a results frame.
+
+The explorer never runs a model. Every control change calls ``sweep`` (by default
+:func:`mccom_core.policies.sweep`) on the stored branch rows:
+
+* the summary (an HTML table) is ``sweep(results, [threshold], **params)`` for the current
+  threshold, and :attr:`ThresholdExplorer.summary_frame` holds that frame;
+* the plots (latency vs exact match, LLM-call share vs threshold) are drawn from
+  ``sweep(results, thresholds, **params)`` over the whole grid, cached per
+  (rule, network, reaction) so moving the threshold slider only re-marks the point.
+
+``params`` are ``user`` (the acceptance rule), ``network_ms``, ``reaction_ms`` and
+``accountings``. Any function with the signature ``sweep(results, thresholds, **params) ->
+DataFrame`` can be injected (tests use a hand-made one).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+SUMMARY_COLUMNS = ("policy", "threshold", "accounting", "em", "es", "mean_ms", "p90_ms", "llm_share")
+GRID = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 51))  # the plots' thresholds: 0.02 steps
+RULES = ("exact", "prefix", "edit-similarity")  # mccom_core.policies.USERS names
+
+
+_STYLE = "<style>.mccom-summary td, .mccom-summary th {padding: 2px 10px; text-align: right}</style>"
+
+
+def render_summary(frame: pd.DataFrame) -> str:
+    """The HTML the explorer shows for a sweep frame (also what tests compare against)."""
+    cols = [c for c in SUMMARY_COLUMNS if c in frame]
+    return _STYLE + frame[cols].to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-",
+                                        classes="mccom-summary", border=0)
+
+
+def _default_sweep():
+    from mccom_core.policies import sweep
+
+    return sweep
+
+
+class ThresholdExplorer:
+    """Sliders for threshold, network round trip and reaction time, a rule picker, a summary and plots.
+
+    Parameters
+    ----------
+    results:
+        The stored branch rows (``mccom_core.runner.read_results``).
+    sweep:
+        ``sweep(results, thresholds, **params) -> DataFrame``; :func:`mccom_core.policies.sweep`
+        when None.
+    accounting:
+        The latency accounting shown (``"warm"`` or ``"cold"``).
+    threshold, network_ms, reaction_ms, rule:
+        Initial control values.
+    plots:
+        Draw the two figures (False: summary only, e.g. for quick tests).
+    """
+
+    def __init__(self, results, sweep: Callable | None = None, *, accounting: str = "warm",
+                 threshold: float = 0.5, network_ms: float = 0.0, reaction_ms: float = 0.0,
+                 rule: str = "exact", grid: Sequence[float] = GRID, plots: bool = True):
+        import ipywidgets as w
+
+        self.results, self.sweep = results, sweep or _default_sweep()
+        self.accounting, self.grid, self.plots = accounting, tuple(grid), plots
+        self._curves: dict[tuple, pd.DataFrame] = {}
+        style = {"description_width": "170px"}
+        layout = w.Layout(width="480px")
+        self.threshold = w.FloatSlider(value=threshold, min=0.0, max=1.0, step=0.01, readout_format=".2f",
+                                       description="confidence threshold", style=style, layout=layout,
+                                       continuous_update=False)
+        self.network = w.FloatSlider(value=network_ms, min=0.0, max=1000.0, step=10.0, readout_format=".0f",
+                                     description="network round trip (ms)", style=style, layout=layout,
+                                     continuous_update=False)
+        self.reaction = w.FloatSlider(value=reaction_ms, min=0.0, max=3000.0, step=50.0, readout_format=".0f",
+                                      description="user reaction (ms)", style=style, layout=layout,
+                                      continuous_update=False)
+        self.rule = w.Dropdown(options=list(RULES), value=rule, description="acceptance rule", style=style,
+                               layout=layout)
+        self.summary = w.HTML()
+        self.figure = w.Image(format="png")
+        self.summary_frame = pd.DataFrame()
+        for control in (self.threshold, self.network, self.reaction, self.rule):
+            control.observe(self._on_change, names="value")
+        self.widget = w.VBox([self.threshold, self.network, self.reaction, self.rule, self.summary, self.figure])
+        self.update()
+
+    # ----------------------------------------------------------------------------- state
+
+    def params(self) -> dict:
+        """The keyword arguments the controls give ``sweep``."""
+        return {"user": self.rule.value, "network_ms": float(self.network.value),
+                "reaction_ms": float(self.reaction.value), "accountings": (self.accounting,)}
+
+    def current(self) -> pd.DataFrame:
+        """``sweep(results, [threshold], **params)`` for the controls' values."""
+        return self.sweep(self.results, [float(self.threshold.value)], **self.params())
+
+    def curves(self) -> pd.DataFrame:
+        """The sweep over the whole grid (cached per rule, network and reaction time)."""
+        p = self.params()
+        key = (p["user"], p["network_ms"], p["reaction_ms"])
+        if key not in self._curves:
+            self._curves[key] = self.sweep(self.results, list(self.grid), **p)
+        return self._curves[key]
+
+    def update(self) -> None:
+        """Recompute the summary and redraw the plots from the current control values."""
+        self.summary_frame = self.current()
+        self.summary.value = render_summary(self.summary_frame)
+        if self.plots:
+            self.figure.value = self._png()
+
+    def _on_change(self, _change) -> None:
+        self.update()
+
+    def _png(self) -> bytes:
+        import matplotlib.pyplot as plt
+
+        from mccom_core.plots import latency_vs_em, llm_share_vs_threshold
+
+        curves, t = self.curves(), float(self.threshold.value)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        latency_vs_em(curves, self.accounting, threshold=t, ax=left)
+        llm_share_vs_threshold(curves, self.accounting, threshold=t, ax=right)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight", dpi=80)
+        plt.close(fig)
+        return buf.getvalue()
+
+    def _ipython_display_(self):  # shows the controls when the explorer is a cell's last value
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def threshold_explorer(results, sweep: Callable | None = None, **kwargs) -> ThresholdExplorer:
+    """Build a :class:`ThresholdExplorer` (display it, or its ``.widget``, in a notebook)."""
+    return ThresholdExplorer(results, sweep, **kwargs)

@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Two-stage speculative decoding
+#
+# MCCom speeds both models up with drafts that cost nothing to propose. **Stage 1** (local
+# model): the drafter looks for the last generated tokens in the prompt and the retrieved
+# code and proposes what followed them there. **Stage 2** (cloud model, after the local
+# model's suggestion was rejected): the rejected suggestion itself is the draft, since the two
+# models agree on most of a line. The target model verifies a draft in one forward pass and
+# keeps its longest agreeing prefix, so outputs are identical to plain greedy decoding.
+#
+# The rows come from `benchmarks/speculative.py` (real lines of the default benchmark, both
+# Qwen2.5-Coder models), which also times transformers' own prompt lookup
+# (`prompt_lookup_num_tokens`) and assisted generation (`assistant_model`) on the same prompts.
+# This notebook only aggregates them (`mccom_core.speculative`) and draws them.
+
+# %% tags=["parameters"]
+speculative_rows = "/work/main/benchmarks/results/speculative_rows.jsonl"  # benchmarks/speculative.py --rows (absolute)
+results_dir = "/work/main/build/reproduce/manual/results/04_speculative_decoding"  # tables (absolute)
+figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
+
+# %%
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display
+
+from mccom_core import plots
+from mccom_core.speculative import acceptance, method_frame, read_rows, speedups
+
+results = Path(results_dir)
+results.mkdir(parents=True, exist_ok=True)
+rows = read_rows(speculative_rows)
+frame = method_frame(rows)
+frame.to_csv(results / "methods.csv", index=False)
+print(f"{len(rows)} lines; the 1.5B ran on the {frame.loc[frame.role == 'llm', 'task_id'].nunique()} "
+      "the 0.5B missed; outputs identical to plain greedy on "
+      f"{frame.groupby('role')['identical'].mean().round(3).to_dict()} of them")
+
+# %% [markdown]
+# ## Acceptance and accepted lengths
+# The acceptance rate is accepted / drafted tokens; the mean draft length `g` is drafted tokens
+# per pass that verified a draft. A draft that is rejected at its first token costs almost
+# nothing extra on a CPU (verifying a few more tokens in one pass is cheap next to the pass).
+
+# %%
+acc = acceptance(frame)
+acc.to_csv(results / "acceptance.csv", index=False)
+display(acc)
+fig = plots.acceptance_bars(acc)
+plots.save(fig, figures_dir, "04_acceptance")
+
+# %%
+fig = plots.accepted_lengths(frame)
+plots.save(fig, figures_dir, "04_accepted_lengths")
+
+# %% [markdown]
+# ## Speedups vs plain greedy and vs transformers
+# Per line: the plain run's time over each method's (above 1 is faster). `pld` is
+# transformers' prompt lookup on the 0.5B, `assisted` its assisted generation with the 0.5B
+# drafting for the 1.5B.
+
+# %%
+sp = speedups(frame)
+sp.to_csv(results / "speedups.csv", index=False)
+display(sp)
+fig = plots.speedup_boxes(frame, "decode_speedup")
+plots.save(fig, figures_dir, "04_decode_speedups")
+
+# %% [markdown]
+# ## Against the theory
+# With acceptance rate `a` and drafts of `g` tokens, a verification pass yields
+# `(1 - a^(g+1)) / (1 - a)` tokens on average. The points are the measured tokens per pass.
+
+# %%
+fig = plots.theoretical_curve(acc)
+plots.save(fig, figures_dir, "04_theoretical_speedup")
+
+# %%
+def _speedup(role, method):
+    sel = sp[(sp.role == role) & (sp.method == method)]
+    return float(sel["decode_speedup"].iloc[0]) if not sel.empty else float("nan")
+
+
+key = pd.DataFrame([
+    {"metric": f"decode speedup, {m} ({r})", "paper": float("nan"), "measured": _speedup(r, m), "unit": "x"}
+    for r, m in (("slm", "stage1"), ("slm", "pld"), ("llm", "stage2"), ("llm", "stage2_context"), ("llm", "assisted"))
+] + [{"metric": f"acceptance rate, {row.method} ({row.role})", "paper": float("nan"),
+      "measured": row.acceptance, "unit": "share"} for row in acc.itertuples()])
+key.to_csv(results / "key_numbers.csv", index=False)
+key

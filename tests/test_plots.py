@@ -1,0 +1,101 @@
+"""Plot functions: they draw the frame they get, honour ``ax``, return the Figure, never show."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from mccom_core import plots
+from mccom_core.policies import sweep
+from mccom_core.speculative import acceptance, method_frame
+from tests.notebook_helpers import cascade_rows, speculative_rows
+
+
+@pytest.fixture(autouse=True)
+def no_show(monkeypatch):
+    def fail(*_, **__):
+        raise AssertionError("plot functions must not call plt.show()")
+
+    monkeypatch.setattr(plt, "show", fail)
+    monkeypatch.setattr(matplotlib, "use", fail)
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def curves():
+    return sweep(cascade_rows(), [0.0, 0.5, 1.0], accountings=("warm",))
+
+
+def test_latency_vs_em_draws_curves_points_and_marks(curves):
+    fig = plots.latency_vs_em(curves, "warm", threshold=0.5)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert {"mccom", "confidence-only", "oracle (bound)", "always-llm", "threshold 0.50"} <= set(labels)
+    assert "paper's MCCom (relative to our always-LLM)" in labels
+    curves_drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 3]  # one point per threshold
+    assert len(curves_drawn) == 2  # mccom and confidence-only
+    mccom = curves[curves.policy == "mccom"].sort_values("threshold")
+    assert any(np.allclose(ln.get_ydata(), mccom.em) for ln in curves_drawn)
+    llm = curves[curves.policy == "always-llm"].iloc[0]
+    paper = [c for c in ax.collections if c.get_label().startswith("paper")][0]
+    assert list(paper.get_offsets()[0]) == pytest.approx([llm.mean_ms / 1e3 * (1 - 0.256), llm.em * 1.089])
+
+
+def test_given_ax_is_used(curves):
+    fig, (a, b) = plt.subplots(1, 2)
+    assert plots.latency_vs_em(curves, "warm", ax=a) is fig
+    assert plots.llm_share_vs_threshold(curves, "warm", threshold=0.3, ax=b) is fig
+    assert len(fig.axes) == 2 and b.get_xlabel() == "confidence threshold"
+
+
+def test_llm_share_lines(curves):
+    ax = plots.llm_share_vs_threshold(curves, "warm", threshold=0.5).axes[0]
+    by_label = {ln.get_label(): ln for ln in ax.get_lines()}
+    oracle = curves[curves.policy == "oracle"].llm_share.iloc[0]
+    assert by_label["oracle (bound)"].get_ydata()[0] == pytest.approx(oracle)
+    assert by_label["paper's MCCom share"].get_ydata()[0] == pytest.approx(1 - 0.463)
+    assert by_label["threshold 0.50"].get_xdata()[0] == pytest.approx(0.5)
+
+
+def test_speculative_plots():
+    frame = method_frame(speculative_rows())
+    acc = acceptance(frame)
+    ax = plots.theoretical_curve(acc, draft_lens=(1, 5)).axes[0]
+    theory = [ln for ln in ax.get_lines() if ln.get_label().startswith("theory")]
+    assert len(theory) == 2
+    a, y = theory[0].get_xdata(), theory[0].get_ydata()
+    assert y == pytest.approx(1 + a)  # g = 1: (1 - a^2) / (1 - a)
+    assert len(ax.collections) == len(acc)  # one measured point per method
+    bars = plots.acceptance_bars(acc).axes[0].patches
+    heights = sorted(p.get_height() for p in bars if p.get_height() > 0)
+    assert heights == pytest.approx(sorted(acc["acceptance"]))
+    assert plots.speedup_boxes(frame).axes[0].get_yscale() == "log"
+    assert plots.accepted_lengths(frame).axes[0].get_ylabel() == "accepted draft tokens per pass"
+
+
+def test_bars_and_save(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame({"metric": ["a", "b"], "paper": [14.4, 78.4], "measured": [10.0, 70.0]})
+    fig = plots.paper_vs_measured(table)
+    widths = sorted(p.get_width() for p in fig.axes[0].patches if p.get_width() > 0)
+    assert widths == pytest.approx([10.0, 14.4, 70.0, 78.4])
+    paths = plots.save(fig, tmp_path / "figs", "obs")
+    assert [p.name for p in paths] == ["obs.png", "obs.svg"] and all(p.stat().st_size > 0 for p in paths)
+    qs = pd.DataFrame({"model": ["m", "m"], "line": [1, 2], "prefill_ms": [10.0, 20.0], "decode_ms": [5.0, 1.0]})
+    tops = [p.get_y() + p.get_height() for p in plots.latency_breakdown(qs).axes[0].patches]
+    assert sorted(tops) == pytest.approx([10.0, 15.0, 20.0, 21.0])
+
+
+def test_fusion_curve():
+    import pandas as pd
+
+    table = pd.DataFrame({"setting": ["w = 0.00", "w = 1.00", "confidence (MCCom)"], "weight": [0.0, 1.0, 0.4],
+                          "n": [3, 3, 3], "hit_rate": [0.5, 0.25, 0.75], "hit_at_1": [0.25, 0.0, 0.5]})
+    ax = plots.fusion_curve(table).axes[0]
+    by_label = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(by_label["constant weight w"].get_ydata()) == [0.5, 0.25]
+    assert by_label["confidence (MCCom)"].get_ydata()[0] == pytest.approx(0.75)

@@ -1,0 +1,196 @@
+"""The reproduction runner on three small notebooks: parameters, failures, report, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mccom_core.cli import main
+from mccom_core.errors import MccomError
+from mccom_core.reproduce import PROFILES, Profile, discover, get_profile, key_numbers, reproduce, to_ipynb
+
+HEADER = """# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+"""
+
+GOOD = HEADER + '''
+# %% tags=["parameters"]
+results_dir = "/nowhere"
+figures_dir = "/nowhere"
+per_kind = 1
+
+# %%
+import json
+from pathlib import Path
+import matplotlib.pyplot as plt
+out = Path(results_dir)
+out.mkdir(parents=True, exist_ok=True)
+(out / "params.json").write_text(json.dumps({"per_kind": per_kind, "results_dir": results_dir}))
+(out / "key_numbers.csv").write_text("metric,paper,measured,unit\\nshare,14.4,12.5,%\\n")
+(out / "savings_vs_paper.csv").write_text("measure,measured,paper\\nmax saving,0.6,up to 70%\\n")
+fig, ax = plt.subplots()
+ax.plot([0, 1], [0, per_kind])
+Path(figures_dir).mkdir(parents=True, exist_ok=True)
+fig.savefig(Path(figures_dir) / "01_line.png")
+'''
+
+BAD = HEADER + '''
+# %% tags=["parameters"]
+results_dir = "/nowhere"
+
+# %%
+x = 1
+
+# %%
+raise ValueError("broken on purpose")
+
+# %%
+never = True
+'''
+
+LAST = HEADER + '''
+# %% tags=["parameters"]
+results_dir = "/nowhere"
+slm = "default"
+
+# %%
+from pathlib import Path
+Path(results_dir).mkdir(parents=True, exist_ok=True)
+(Path(results_dir) / "slm.txt").write_text(slm)
+'''
+
+
+@pytest.fixture(scope="module")
+def notebooks(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("notebooks")
+    (d / "01_good.py").write_text(GOOD)
+    (d / "02_bad.py").write_text(BAD)
+    (d / "03_last.py").write_text(LAST)
+    (d / "helper.py").write_text("x = 1\n")  # not NN_name.py: not a notebook
+    return d
+
+
+@pytest.fixture(scope="module")
+def run(notebooks, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    return reproduce(Profile("test", per_kind=7, slm="tiny"), out, notebooks_dir=notebooks, progress=False)
+
+
+def test_a_failure_is_reported_and_the_others_run(run):
+    assert [r.name for r in run.runs] == ["01_good", "02_bad", "03_last"]
+    assert [r.ok for r in run.runs] == [True, False, True] and not run.ok
+    bad = run.runs[1]
+    assert bad.error == "ValueError: broken on purpose"
+    assert 'raise ValueError("broken on purpose")' in bad.failed_source
+    assert bad.executed.is_file()  # the executed copy shows where it stopped
+
+
+def test_parameters_are_injected_by_name_with_absolute_paths(run):
+    good, last = run.runs[0], run.runs[2]
+    params = json.loads((good.results_dir / "params.json").read_text())
+    assert params == {"per_kind": 7, "results_dir": str(run.out_dir / "results" / "01_good")}
+    assert set(good.parameters) == {"results_dir", "figures_dir", "per_kind"}
+    assert (last.results_dir / "slm.txt").read_text() == "tiny"
+    assert (run.out_dir / "figures" / "01_line.png").stat().st_size > 0
+    assert (run.out_dir / "notebooks" / "executed" / "01_good.ipynb").is_file()
+
+
+def test_report_has_status_failure_key_numbers_and_figures(run):
+    text = run.report.read_text()
+    assert "2 of 3 notebooks ran" in text
+    assert "| 02_bad | **failed** (cell" in text
+    assert "```text\nValueError: broken on purpose\n```" in text
+    assert "| 01_good | share | 14.4 | 12.5 | % |" in text
+    assert "![01_line](figures/01_line.png)" in text
+    kn = key_numbers(run.runs)
+    assert kn.to_dict("records") == [
+        {"notebook": "01_good", "metric": "share", "paper": 14.4, "measured": 12.5, "unit": "%"},
+        {"notebook": "01_good", "metric": "max saving", "paper": "up to 70%", "measured": 0.6, "unit": ""}]
+    assert "| 01_good | max saving | up to 70% | 0.6 |  |" in text
+
+
+def test_discover_and_select(notebooks):
+    assert [p.stem for p in discover(notebooks)] == ["01_good", "02_bad", "03_last"]
+    assert [p.stem for p in discover(notebooks, ["3", "01_good"])] == ["01_good", "03_last"]
+    with pytest.raises(MccomError, match="no notebook"):
+        discover(notebooks, ["09"])
+
+
+def test_profiles():
+    assert set(PROFILES) == {"quick", "paper"}
+    quick, paper = get_profile("quick"), get_profile("paper")
+    assert quick.per_kind < paper.per_kind and quick.n_lines < paper.n_lines
+    v = quick.values(Path("/tmp/out"))
+    assert v["cascade_rows"] == "/tmp/out/cascade_rows.jsonl" and v["figures_dir"] == "/tmp/out/figures"
+    assert Path(paper.values(Path("/tmp/out"))["figures_dir"]).is_absolute()
+    with pytest.raises(MccomError, match="unknown profile"):
+        get_profile("fast")
+    with pytest.raises(MccomError, match="unknown parameters"):
+        reproduce("quick", "/tmp/unused", overrides={"n_taks": 3})
+
+
+def test_repo_notebooks_convert_with_python3_kernel_and_one_parameters_cell(tmp_path):
+    import nbformat
+
+    for script in discover():
+        nb = nbformat.read(to_ipynb(script, tmp_path), as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, script.name
+
+
+def test_cli(notebooks, tmp_path, monkeypatch, capsys):
+    import mccom_core.reproduce as rep
+
+    # The CLI passes the library's default notebooks_dir; point the call at the test notebooks.
+    real = rep.reproduce
+    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: real(*a, notebooks_dir=notebooks, **k))
+    rc = main(["reproduce", "--profile", "quick", "--out", str(tmp_path), "--notebooks", "03", "--slm", "cli-slm",
+               "-p", "per_kind", "2", "--no-progress"])
+    assert rc == 0
+    assert (tmp_path / "results" / "03_last" / "slm.txt").read_text() == "cli-slm"
+    assert "ok     03_last" in capsys.readouterr().out
+    assert main(["reproduce", "--out", str(tmp_path), "--notebooks", "02", "--no-progress"]) == 1
+
+
+def test_declared_parameters_survive_comments_papermill_cannot_parse(tmp_path):
+    from mccom_core.reproduce import declared_parameters, notebook_parameters
+
+    script = tmp_path / "07_x.py"
+    script.write_text(HEADER + '\n# %% tags=["parameters"]\nproblems = 0  # first N; 0 = all\n'
+                      'name: str = "a"  # "quoted" comment\nseeds = [0, 1]\n\n# %%\nx = 1\n')
+    nb = to_ipynb(script, tmp_path)
+    assert declared_parameters(nb) == ["problems", "name", "seeds"]
+    assert notebook_parameters(nb, {"problems": 5, "seeds": [2], "slm": "x"}) == {"problems": 5, "seeds": [2]}
+
+
+@pytest.mark.slow
+def test_quick_profile_end_to_end_on_tiny_checkpoints(tmp_path):
+    """Notebooks 01, 02, 03 and 05 with compute on: the runner completes real benchmark tasks
+    (cached repository snapshots) with two tiny random checkpoints; about two minutes."""
+    import pandas as pd
+
+    from tests.notebook_helpers import save_tiny_checkpoint
+
+    slm, llm = save_tiny_checkpoint(tmp_path / "slm", 0), save_tiny_checkpoint(tmp_path / "llm", 1)
+    rep = reproduce("quick", tmp_path / "out", ["01", "02", "03", "05"], progress=False,
+                    overrides={"slm": str(slm), "llm": str(llm), "device": "cpu", "per_kind": 1,
+                               "ablation_per_kind": 1})
+    assert [r.ok for r in rep.runs] == [True] * 4, [r.error for r in rep.runs]
+    rows = pd.read_json(rep.out_dir / "cascade_rows.jsonl", lines=True)
+    # One task per kind; core branches + slm_noretrieval (02) + the other ablation branches (05).
+    assert rows["task_id"].nunique() == 2 and len(rows) == 2 * 7
+    kn = key_numbers(rep.runs)
+    assert set(kn["notebook"]) == {"02_observations", "03_cascade_tradeoffs", "05_retrieval_ablation"}
+    obs = pd.read_csv(rep.out_dir / "results" / "02_observations" / "observations.csv")
+    assert obs["measured"].dropna().between(0, 100).all()
+    fusion = pd.read_csv(rep.out_dir / "results" / "05_retrieval_ablation" / "fusion_summary.csv")
+    assert (fusion["n"] == 2).all() and fusion["hit_rate"].between(0, 1).all()
+    assert "## Key numbers beside the papers'" in rep.report.read_text()

@@ -1,0 +1,132 @@
+"""The notebooks' analyses: observations, retrieval ablation, quickstart trace."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mccom_core.errors import MccomError
+from mccom_core.study import PAPER_OBSERVATIONS, cascade_results, complete_tasks, observations, quickstart_trace, retrieval_ablation
+from tests.notebook_helpers import cascade_rows, write_jsonl
+
+
+def test_observations_exact():
+    obs = observations(cascade_rows()).set_index("metric")
+    assert list(obs.index) == list(PAPER_OBSERVATIONS)
+    assert obs.loc["slm_output_in_left_pct", "measured"] == pytest.approx(100 * 3 / 8)  # t1, t3, t7
+    assert obs.loc["slm_em_no_retrieval_pct", "measured"] == pytest.approx(100 * 2 / 8)  # t3, t7
+    # SLM right on t1 t3 t5 t7 (4/8); LLM right on all but t3 t8 (6/8).
+    assert obs.loc["slm_vs_llm_em_pct", "measured"] == pytest.approx(100 * (4 / 8) / (6 / 8))
+    assert obs.loc["slm_llm_es_pct", "paper"] == 78.4
+    assert (obs["n_tasks"] == 8).all()
+
+
+def test_observations_without_the_no_retrieval_branch():
+    rows = [r for r in cascade_rows() if r["branch"] != "slm_noretrieval"]
+    obs = observations(rows).set_index("metric")
+    assert pd.isna(obs.loc["slm_em_no_retrieval_pct", "measured"])
+    assert obs.loc["slm_em_no_retrieval_pct", "n_tasks"] == 0
+
+
+def test_retrieval_ablation():
+    ab = retrieval_ablation(cascade_rows()).set_index(["setting", "role"])
+    assert list(ab.index) == [("none", "slm"), ("none", "llm"), ("round 1", "slm"), ("round 1", "llm"),
+                              ("RepoCoder round 2", "llm"), ("fused round 2 (MCCom)", "llm")]
+    assert ab.loc[("fused round 2 (MCCom)", "llm"), "em"] == pytest.approx(7 / 8)
+    assert ab.loc[("RepoCoder round 2", "llm"), "em"] == pytest.approx(6 / 8)
+    assert ab.loc[("none", "llm"), "em"] == pytest.approx(3 / 8)
+    # slm t1: 8 retrieval + 120 prefill + 60 decode + 2 draft.
+    assert ab.loc[("round 1", "slm"), "mean_ms"] == pytest.approx(8 + 2 + 60 + sum(120 + 10 * i for i in range(8)) / 8)
+    # Only core branches stored: the settings without rows are left out.
+    core = [r for r in cascade_rows() if r["branch"] in ("slm", "llm", "llm_rejected")]
+    assert list(retrieval_ablation(core)["setting"].unique()) == ["round 1", "fused round 2 (MCCom)"]
+    with pytest.raises(MccomError, match="with_ablations"):
+        retrieval_ablation([r for r in cascade_rows() if r["branch"] == "llm_rejected_noretrieval"])
+
+
+def test_quickstart_trace():
+    frame = pd.DataFrame([
+        {"model": "small", "line": 3, "ground_truth": "a", "completion": "a", "exact_match": True,
+         "confidence": 0.9, "prefill_ms": 10.0, "decode_ms": 5.0, "drafted": 4, "accepted": 3},
+        {"model": "small", "line": 7, "ground_truth": "b", "completion": "c", "exact_match": False,
+         "confidence": 0.2, "prefill_ms": 12.0, "decode_ms": 6.0, "drafted": 2, "accepted": 0},
+        {"model": "big", "line": 3, "ground_truth": "a", "completion": "a", "exact_match": True,
+         "confidence": 0.95, "prefill_ms": 40.0, "decode_ms": 20.0, "drafted": 1, "accepted": 1},
+        {"model": "big", "line": 7, "ground_truth": "b", "completion": "b", "exact_match": True,
+         "confidence": 0.7, "prefill_ms": 50.0, "decode_ms": 25.0, "drafted": 5, "accepted": 4},
+    ])
+    tr = quickstart_trace(frame, 0.5).set_index("line")
+    assert list(tr["answered_by"]) == ["small", "big"]
+    assert list(tr["shown"]) == ["a", "b"] and tr["exact_match"].all()
+    assert tr.loc[3, "total_ms"] == 15.0 and tr.loc[7, "total_ms"] == 12 + 6 + 50 + 25
+    assert (tr.loc[3, "llm_drafted"], tr.loc[7, "llm_drafted"], tr.loc[7, "llm_accepted"]) == (0, 5, 4)
+    assert list(quickstart_trace(frame, 0.1)["answered_by"]) == ["small", "small"]
+    with pytest.raises(MccomError, match="threshold"):
+        quickstart_trace(frame, 1.5)
+    with pytest.raises(MccomError, match="two models"):
+        quickstart_trace(frame[frame.model == "small"], 0.5)
+
+
+def test_cascade_results_read_only(tmp_path):
+    path = write_jsonl(cascade_rows(), tmp_path / "rows.jsonl")
+    rows = cascade_results(path, slm="x", llm="y", per_kind=1, compute=False)
+    assert len(rows) == 56
+    with pytest.raises(MccomError, match="compute=True"):
+        cascade_results(tmp_path / "missing.jsonl", slm="x", llm="y", per_kind=1, compute=False)
+
+
+def test_complete_tasks():
+    rows = [r for r in cascade_rows() if not (r["task_id"] == "t2" and r["branch"] == "llm_rejected_repocoder")]
+    kept = complete_tasks(rows, ["slm", "llm_rejected_repocoder"])
+    assert sorted(kept["task_id"].unique()) == ["t1", "t3", "t4", "t5", "t6", "t7", "t8"]
+    assert len(kept) == 7 * 7
+    assert len(complete_tasks(rows, ["slm", "llm"])) == len(rows)
+
+
+def test_fusion_hits_on_a_tiny_repository(tmp_path):
+    from mccom_core.retrieval import CompletionSite, RetrievalConfig, load_index
+    from mccom_core.study import fusion_hits
+
+    files = {
+        "target.py": "from geometry import area_of_circle\nfrom store import save_result\n\n"
+                     "def main(radius):\n    value = area_of_circle(radius)\n    save_result(value)\n    return value\n",
+        "geometry.py": "import math\n\ndef area_of_circle(radius):\n    return math.pi * radius ** 2\n",
+        "store.py": "import json\n\ndef save_result(value, path='out.json'):\n    with open(path, 'w') as fh:\n"
+                    "        json.dump(value, fh)\n",
+    }
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name, text in files.items():
+        (root / name).write_text(text)
+    config = RetrievalConfig(window_lines=4, stride=2, top_k=10)
+    index = load_index(root, config, cache_root=tmp_path / "cache")
+    site = CompletionSite("def main(radius):\n    value = ", "", "target.py", (0, 7),
+                          slm_output="save_result(radius)", slm_confidence=0.6)
+    # Round 1 (w = 0) ranks geometry.py first; RepoCoder's query (w = 1) ranks store.py first.
+    got = fusion_hits(index, site, "def save_result(value, path='out.json'):", (0.0, 1.0), top_k=1, config=config)
+    assert [(h["setting"], h["weight"], h["hit"], h["rank"]) for h in got] == [
+        ("w = 0.00", 0.0, False, None), ("w = 1.00", 1.0, True, 0), ("confidence (MCCom)", 0.6, True, 0)]
+    wide = fusion_hits(index, site, "def save_result(value, path='out.json'):", (0.0,), top_k=3, config=config)
+    assert wide[0]["hit"] and wide[0]["rank"] == 1
+
+
+def test_fusion_summary():
+    from mccom_core.study import fusion_summary
+
+    frame = pd.DataFrame([
+        {"task_id": "a", "setting": "w = 0.00", "weight": 0.0, "hit": True, "rank": 0},
+        {"task_id": "b", "setting": "w = 0.00", "weight": 0.0, "hit": True, "rank": 3},
+        {"task_id": "a", "setting": "confidence (MCCom)", "weight": 0.7, "hit": False, "rank": None},
+        {"task_id": "b", "setting": "confidence (MCCom)", "weight": 0.2, "hit": True, "rank": 0},
+    ])
+    s = fusion_summary(frame).set_index("setting")
+    assert s.loc["w = 0.00", "hit_rate"] == 1.0 and s.loc["w = 0.00", "hit_at_1"] == 0.5
+    assert s.loc["confidence (MCCom)", "weight"] == pytest.approx(0.45) and s.loc["confidence (MCCom)", "n"] == 2
+    assert fusion_summary(frame.iloc[:0]).empty
+
+
+def test_fusion_sweep_leaves_out_tasks_not_in_the_benchmark():
+    from mccom_core.study import fusion_sweep
+
+    out = fusion_sweep(cascade_rows(), progress=False)  # t1..t8 are not default-benchmark ids
+    assert out.empty and list(out.columns) == ["task_id", "kind", "slm_em", "setting", "weight", "hit", "rank"]

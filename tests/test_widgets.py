@@ -1,0 +1,81 @@
+"""The threshold explorer, headless: controls drive a pure sweep; nothing else is computed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mccom_core.policies import sweep
+from mccom_core.widgets import ThresholdExplorer, render_summary
+from tests.notebook_helpers import cascade_rows
+
+# A tiny results frame and a hand-made sweep with the documented signature: the explorer must
+# show exactly what the sweep returns for the controls' values.
+RESULTS = pd.DataFrame({"task_id": ["a", "b", "c"], "confidence": [0.2, 0.5, 0.9], "em": [1, 0, 1]})
+
+
+class FakeSweep:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, results, thresholds, **params):
+        self.calls.append((list(thresholds), params))
+        rows = []
+        for t in thresholds:
+            kept = results[results["confidence"] >= t]
+            rows.append({"policy": "mccom", "threshold": t, "accounting": params["accountings"][0],
+                         "em": float(kept["em"].mean()) if len(kept) else 0.0, "es": 0.5,
+                         "mean_ms": 100.0 + params["network_ms"] + params["reaction_ms"],
+                         "p90_ms": 200.0, "llm_share": 1 - len(kept) / len(results),
+                         "rule": params["user"]})
+        return pd.DataFrame(rows)
+
+
+def test_slider_value_gives_the_sweep_at_that_threshold():
+    fake = FakeSweep()
+    ex = ThresholdExplorer(RESULTS, fake, threshold=0.1, plots=False)
+    assert ex.summary.value == render_summary(fake(RESULTS, [0.1], **ex.params()))
+    ex.threshold.value = 0.6
+    expected = fake(RESULTS, [0.6], **ex.params())
+    pd.testing.assert_frame_equal(ex.summary_frame, expected)
+    assert ex.summary.value == render_summary(expected)
+    assert ex.summary_frame["llm_share"].iloc[0] == pytest.approx(2 / 3)
+    assert "0.667" in ex.summary.value  # what the user reads
+
+
+def test_other_controls_reach_the_sweep():
+    fake = FakeSweep()
+    ex = ThresholdExplorer(RESULTS, fake, accounting="cold", plots=False)
+    ex.network.value = 120.0
+    ex.reaction.value = 500.0
+    ex.rule.value = "prefix"
+    thresholds, params = fake.calls[-1]
+    assert thresholds == [0.5]
+    assert params == {"user": "prefix", "network_ms": 120.0, "reaction_ms": 500.0, "accountings": ("cold",)}
+    assert ex.summary_frame["mean_ms"].iloc[0] == 720.0 and ex.summary_frame["rule"].iloc[0] == "prefix"
+
+
+def test_plots_sweep_the_grid_once_per_setting():
+    fake = FakeSweep()
+    ex = ThresholdExplorer(RESULTS, fake, grid=(0.0, 0.5, 1.0))
+    first = ex.figure.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    grid_calls = [c for c in fake.calls if c[0] == [0.0, 0.5, 1.0]]
+    assert len(grid_calls) == 1
+    ex.threshold.value = 0.9  # moves the mark only: no new grid sweep
+    assert len([c for c in fake.calls if c[0] == [0.0, 0.5, 1.0]]) == 1
+    assert ex.figure.value != first
+    ex.network.value = 50.0  # a new latency setting: one new grid sweep
+    assert len([c for c in fake.calls if c[0] == [0.0, 0.5, 1.0]]) == 2
+
+
+def test_with_the_cascade_sweep_on_branch_rows():
+    rows = pd.DataFrame(cascade_rows())
+    ex = ThresholdExplorer(rows, threshold=0.7, grid=(0.0, 0.7, 1.0))
+    ex.threshold.value = 0.3
+    ex.reaction.value = 1000.0
+    expected = sweep(rows, [0.3], user="exact", network_ms=0.0, reaction_ms=1000.0, accountings=("warm",))
+    pd.testing.assert_frame_equal(ex.summary_frame, expected)
+    assert ex.summary.value == render_summary(expected)
+    assert set(ex.summary_frame["policy"]) == {"always-slm", "always-llm", "confidence-only", "rejection-only",
+                                                "mccom", "oracle"}
