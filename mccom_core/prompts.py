@@ -20,8 +20,6 @@ at the far end (unless a single line is longer than the whole budget).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 from mccom_core.errors import MccomError
 
 FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
@@ -144,8 +142,3 @@ def split_at_cursor(source: str, line: int, col: int | None = None) -> tuple[str
         raise MccomError(f"column {col} is outside line {line} (length {len(body)}): pick 0..{len(body)}")
     offset = sum(len(x) for x in lines[: line - 1]) + col
     return source[:offset], source[offset:]
-
-
-def count_tokens(tokenizer) -> Callable[[str], int]:
-    """A ``str -> int`` token counter for budgets elsewhere (retrieval)."""
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])

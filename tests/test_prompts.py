@@ -8,11 +8,11 @@ from mccom_core.errors import MccomError
 from mccom_core.prompts import (
     PromptConfig,
     build_prompt,
-    count_tokens,
     split_at_cursor,
     truncate_left,
     truncate_right,
 )
+from mccom_core.retrieval import as_token_counter as count_tokens
 from tests.conftest import CORPUS
 
 SOURCE = "".join(CORPUS) * 3
