@@ -2,8 +2,9 @@
 
 For each `line` task of the default benchmark (real repositories, see data/benchmarks/):
 
-* the 0.5B (SLM): plain greedy, stage 1 (`context` drafter), and transformers'
-  `generate(prompt_lookup_num_tokens=10)`;
+* the 0.5B (SLM): plain greedy, stage 1 (`context` drafter with its defaults: drafts of up
+  to 2 tokens on a CPU), stage 1 with drafts of up to 10 tokens (`stage1_long`, the GPU
+  default), and transformers' `generate(prompt_lookup_num_tokens=10)`;
 * the 1.5B (LLM), on the tasks where the SLM's output is not an exact match: plain greedy,
   stage 2 (`cross-model`: the SLM output as the draft), stage 2 with the stage-1 fallback
   (`cross-model+context`), and transformers' `generate(assistant_model=<the 0.5B>)`.
@@ -17,7 +18,7 @@ same call with max_new_tokens=1 (its prefill).
 Rows are appended to a JSONL file as they are measured; rerunning resumes. The summary is
 printed and written as Markdown.
 
-    python benchmarks/speculative.py --n-tasks 120 --max-left-tokens 512
+    python benchmarks/speculative.py --n-tasks 100 --max-left-tokens 512
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from mccom_core.errors import MccomError  # noqa: E402
 from mccom_core.metrics import exact_match  # noqa: E402
 from mccom_core.models import load_model  # noqa: E402
 from mccom_core.prompts import PromptConfig, build_prompt  # noqa: E402
+from mccom_core.speculative import acceptance, method_frame, speedups  # noqa: E402
 
 CFG = DecodeConfig(stop="line", max_new_tokens=48, token_healing=False)
 
@@ -76,7 +78,8 @@ def timed_generate(model, ids, n_new: int, **kw):
 
 def ours(c):
     return {"total_ms": c.total_ms, "prefill_ms": c.prefill_ms, "decode_ms": c.decode_ms + c.draft_ms,
-            "passes": c.n_forward, "drafted": c.n_drafted, "accepted": c.n_accepted, "tokens": len(c.token_ids)}
+            "passes": c.n_forward, "drafted": c.n_drafted, "accepted": c.n_accepted,
+            "rounds": c.n_draft_rounds, "tokens": len(c.token_ids)}
 
 
 def measure(task, snapshot, slm, llm, max_left: int) -> dict:
@@ -91,12 +94,15 @@ def measure(task, snapshot, slm, llm, max_left: int) -> dict:
 
     plain = complete(slm, prompt, CFG)
     stage1 = complete(slm, prompt, CFG, drafter=make_drafter("context"))
+    stage1_long = complete(slm, prompt, CFG, drafter=make_drafter("context", draft_len=10))
     n = len(plain.token_ids)
     pld, total, pre = timed_generate(slm.model, ids, n, prompt_lookup_num_tokens=10)
     row["slm"] = {
         "em": exact_match(plain.text, truth), "plain": ours(plain), "stage1": ours(stage1),
+        "stage1_long": ours(stage1_long),
         "pld": {"total_ms": total, "prefill_ms": pre, "decode_ms": total - pre, "tokens": n},
-        "identical": stage1.token_ids == plain.token_ids and pld == list(plain.token_ids),
+        "identical": stage1.token_ids == plain.token_ids == stage1_long.token_ids
+        and pld == list(plain.token_ids),
     }
     if row["slm"]["em"]:
         return row
@@ -116,48 +122,62 @@ def measure(task, snapshot, slm, llm, max_left: int) -> dict:
     return row
 
 
-def q(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p * (len(values) - 1))))] if values else float("nan")
+def pass_costs(lm, context: int = 512, sizes=(1, 2, 3, 4, 5, 8, 11), reps: int = 7) -> dict[int, float]:
+    """Median ms of one forward pass over ``m`` new tokens after a ``context``-token cache.
+
+    What a verification pass with ``m - 1`` draft tokens costs; it decides how long a draft
+    may be before rejected tokens cost more than accepted ones save.
+    """
+    from mccom_core.decoding import _crop, _new_cache
+
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(100, 20000, (1, context), generator=gen, device="cpu").to(lm.device)
+    cache = _new_cache(lm.model)
+    lm.model(input_ids=ids, past_key_values=cache, use_cache=True)
+    out = {}
+    for m in sizes:
+        times = []
+        for _ in range(reps):
+            inp = torch.randint(100, 20000, (1, m), generator=gen, device="cpu").to(lm.device)
+            t0 = time.perf_counter()
+            lm.model(input_ids=inp, past_key_values=cache, use_cache=True)
+            if lm.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+            _crop(cache, context)
+        out[m] = statistics.median(times)
+    return out
 
 
 def summarize(rows: list[dict]) -> str:
+    """Markdown tables from the rows, computed by :mod:`mccom_core.speculative`."""
+    frame = method_frame(rows)
+    sp, acc = speedups(frame), acceptance(frame)
+    titles = {"slm": "Stage 1 on the 0.5B", "llm": "Stage 2 on the 1.5B (lines where the 0.5B missed)"}
     lines = []
-    def block(title, key, methods, base):
-        sub = [r[key] for r in rows if key in r]
-        if not sub:
-            return
-        lines.append(f"\n### {title} ({len(sub)} lines, outputs identical on {sum(s['identical'] for s in sub)})\n")
-        lines.append("| method | decode median ms | decode p90 ms | total median ms | total p90 ms | decode speedup vs plain (median of ratios) | total speedup |")
+    for role, title in titles.items():
+        sub = sp[sp.role == role]
+        if sub.empty:
+            continue
+        block = [r[role] for r in rows if role in r]
+        lines.append(f"\n### {title} ({len(block)} lines, outputs identical on {sum(b['identical'] for b in block)})\n")
+        lines.append("| method | decode median ms | decode p90 ms | total median ms | total p90 ms | "
+                     "decode speedup vs plain (median of ratios) | total speedup (median of ratios) |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for name in methods:
-            dec = [s[name]["decode_ms"] for s in sub]
-            tot = [s[name]["total_ms"] for s in sub]
-            sd = statistics.median(s[base]["decode_ms"] / max(s[name]["decode_ms"], 1e-6) for s in sub if s[base]["tokens"] > 1)
-            st = statistics.median(s[base]["total_ms"] / s[name]["total_ms"] for s in sub)
-            lines.append(f"| {name} | {statistics.median(dec):.0f} | {q(dec, .9):.0f} | {statistics.median(tot):.0f} | {q(tot, .9):.0f} | {sd:.2f}x | {st:.2f}x |")
-        for name in methods:
-            if "drafted" not in sub[0][name] or name == base:
-                continue
-            drafted = sum(s[name]["drafted"] for s in sub)
-            accepted = sum(s[name]["accepted"] for s in sub)
-            passes = sum(s[name]["passes"] for s in sub)
-            tokens = sum(s[name]["tokens"] for s in sub)
-            rounds = sum(s[name]["passes"] for s in sub if s[name]["drafted"])  # upper bound on draft rounds
-            a = accepted / drafted if drafted else 0.0
-            g = drafted / rounds if rounds else 0.0
-            theory = (1 - a ** (g + 1)) / (1 - a) if a < 1 else g + 1
-            lines.append(f"\n{name}: acceptance rate a = {a:.2f}, mean draft length g = {g:.1f}, "
-                         f"accepted per pass = {accepted / passes:.2f}; tokens per pass: measured "
-                         f"{tokens / passes:.2f}, theoretical (1 - a^(g+1)) / (1 - a) = {theory:.2f}")
-    block("Stage 1 on the 0.5B", "slm", ["plain", "stage1", "pld"], "plain")
-    block("Stage 2 on the 1.5B (lines where the 0.5B missed)", "llm", ["plain", "stage2", "stage2_context", "assisted"], "plain")
+        for r in sub.itertuples():
+            lines.append(f"| {r.method} | {r.decode_ms:.0f} | {r.decode_p90_ms:.0f} | {r.total_ms:.0f} | "
+                         f"{r.total_p90_ms:.0f} | {r.decode_speedup:.2f}x | {r.total_speedup:.2f}x |")
+        for r in acc[acc.role == role].itertuples():
+            lines.append(f"\n{r.method}: acceptance rate a = {r.acceptance:.2f}, mean draft length g = "
+                         f"{r.draft_len:.1f}, accepted per pass = {r.accepted_per_pass:.2f}; tokens per pass: "
+                         f"measured {r.tokens_per_pass:.2f}, theoretical (1 - a^(g+1)) / (1 - a) = "
+                         f"{r.theoretical_tokens_per_pass:.2f}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-tasks", type=int, default=120)
+    ap.add_argument("--n-tasks", type=int, default=100)
     ap.add_argument("--max-left-tokens", type=int, default=512)
     ap.add_argument("--rows", default=str(ROOT / "benchmarks" / "results" / "speculative_rows.jsonl"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speculative.md"))
@@ -175,6 +195,8 @@ def main(argv=None) -> int:
     if not args.summary_only:
         slm = load_model("qwen2.5-coder-0.5b", device="auto")
         llm = load_model("qwen2.5-coder-1.5b", device="auto")
+        costs = {name: pass_costs(lm) for name, lm in (("0.5B", slm), ("1.5B", llm))}
+        Path(args.rows).with_name("speculative_pass_cost.json").write_text(json.dumps(costs, indent=1))
         snapshots: dict[str, Path] = {}
         with rows_path.open("a") as fh:
             for i, task in enumerate(pick_tasks(args.n_tasks)):
@@ -195,14 +217,25 @@ def main(argv=None) -> int:
                       flush=True)
     rows = list(done.values())
     loads = [r["load"] for r in rows]
+    cost_path = Path(args.rows).with_name("speculative_pass_cost.json")
+    cost_md = ""
+    if cost_path.exists():
+        costs = json.loads(cost_path.read_text())
+        sizes = list(next(iter(costs.values())))
+        cost_md = ("\n### Cost of one forward pass over m new tokens (512 cached), median ms\n\n"
+                   "A verification pass with g draft tokens feeds m = g + 1 tokens.\n\n| model | "
+                   + " | ".join(f"m={m}" for m in sizes) + " |\n|---|" + "---:|" * len(sizes) + "\n"
+                   + "".join(f"| {name} | " + " | ".join(f"{v:.0f}" for v in c.values()) + " |\n"
+                             for name, c in costs.items()))
     header = (f"# Speculative decoding on real lines\n\nMachine: {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, device "
               f"{'cuda' if torch.cuda.is_available() else 'cpu'}. Left context up to "
               f"{rows[0]['max_left_tokens'] if rows else '?'} tokens; cursor at line start, token healing off (see the "
               f"script's docstring). 1-minute load average while measuring: median {statistics.median(loads) if loads else 0:.1f} "
-              f"(2 cores: above 2 means other work shared the CPU).\n\nCommand: `python benchmarks/speculative.py "
+              f"(2 cores: above 2 means other work shared the CPU); "
+              f"{sum(x > 2.5 for x in loads)} of {len(loads)} lines measured above 2.5.\n\nCommand: `python benchmarks/speculative.py "
               f"--n-tasks {args.n_tasks} --max-left-tokens {args.max_left_tokens}`\n")
-    text = header + summarize(rows) + "\n"
+    text = header + cost_md + summarize(rows) + "\n"
     Path(args.out).write_text(text)
     print(text)
     return 0

@@ -73,6 +73,7 @@ class Completion:
     n_forward: int  # forward passes of the target model
     n_drafted: int  # draft tokens proposed
     n_accepted: int  # draft tokens accepted
+    n_draft_rounds: int  # forward passes that verified a non-empty draft (prefill included)
     confidence: float  # mean probability of the first `confidence_tokens` shown tokens
     drafter: str = "none"
     extra: dict = field(default_factory=dict, compare=False)
@@ -290,7 +291,8 @@ def complete(
         )
     drafter = drafter or NoDrafter()
     drafter.begin(DraftContext(tuple(ids), tok, tuple(extra_texts), draft_text,
-                               tuple(draft_ids) if draft_ids is not None else None))
+                               tuple(draft_ids) if draft_ids is not None else None,
+                               torch.device(device).type))
     index = _heal_index(tok) if heal else None
     eos = _eos_ids(lm)
 
@@ -305,7 +307,7 @@ def complete(
         cache = _new_cache(model)
     feed = ids[reused:]
     timings = {"prefill": 0.0, "decode": 0.0, "verify": 0.0, "draft": 0.0}
-    n_forward = n_drafted = n_accepted = 0
+    n_forward = n_drafted = n_accepted = n_rounds = 0
     result: tuple[str, str] | None = None
 
     while result is None:
@@ -362,6 +364,7 @@ def complete(
                 timings["verify"] += elapsed
         n_drafted += len(draft)
         n_accepted += accepted
+        n_rounds += bool(draft)
         drafter.update(len(draft), accepted)
         if result is None:
             _crop(cache, len(ids) + len(gen) - 1)
@@ -387,6 +390,7 @@ def complete(
         n_forward=n_forward,
         n_drafted=n_drafted,
         n_accepted=n_accepted,
+        n_draft_rounds=n_rounds,
         confidence=confidence,
         drafter=drafter.name,
         extra={"reused_tokens": reused},

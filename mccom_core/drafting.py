@@ -53,6 +53,9 @@ class DraftContext:
     draft_ids:
         The same candidate as target-model ids when it was produced with an identical
         tokenizer, else ``None`` (then ``draft_text`` is re-tokenized).
+    device:
+        Device type of the target model (``"cpu"``, ``"cuda"``, ...): what a rejected
+        draft token costs depends on it (see :class:`ContextDrafter`).
     """
 
     prompt_ids: Sequence[int]
@@ -60,6 +63,7 @@ class DraftContext:
     extra_texts: tuple[str, ...] = ()
     draft_text: str | None = None
     draft_ids: tuple[int, ...] | None = None
+    device: str = "cpu"
 
 
 class Drafter:
@@ -128,18 +132,26 @@ class ContextDrafter(Drafter):
     min_ngram, max_ngram:
         Lengths of the sequence suffix that is looked up, longest first.
     draft_len:
-        Tokens proposed after a match.
+        Tokens proposed after a match. ``None`` (default) picks by device: 2 on a CPU,
+        10 elsewhere. On a CPU a rejected draft token is not free: with the 0.5B on the
+        2-core benchmark machine, a forward pass over 1, 2, 3 new tokens took 103, 113,
+        117 ms but over 4 tokens 217 ms and over 11 tokens 294 ms (the BLAS kernel
+        changes at 4 rows; the lm_head alone went from 28 to 72 ms). With drafts of up to
+        10 tokens stage 1 was no faster than plain greedy there (0.98x median decode
+        speedup on 30 real lines), with 2 it was 1.41x (benchmarks/results/speculative.md
+        has the full measurement). On a GPU a pass over 11 tokens costs about as much as
+        over one.
     stop_at_newline:
         Cut drafts after the first newline token (line completion stops there).
     """
 
     name = "context"
 
-    def __init__(self, min_ngram: int = 1, max_ngram: int = 4, draft_len: int = 10,
+    def __init__(self, min_ngram: int = 1, max_ngram: int = 4, draft_len: int | None = None,
                  stop_at_newline: bool = True):
         if not 1 <= min_ngram <= max_ngram:
             raise MccomError(f"context drafter needs 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}")
-        if draft_len < 1:
+        if draft_len is not None and draft_len < 1:
             raise MccomError(f"context drafter needs draft_len >= 1, got {draft_len}")
         self.min_ngram, self.max_ngram = min_ngram, max_ngram
         self.draft_len, self.stop_at_newline = draft_len, stop_at_newline
@@ -148,6 +160,7 @@ class ContextDrafter(Drafter):
         import numpy as np
 
         super().begin(context)
+        self.limit = self.draft_len or (2 if context.device == "cpu" else 10)
         tok = context.tokenizer
         # Extra texts are separate segments: a match never runs across their borders.
         self.segments = [np.asarray(tok(t, add_special_tokens=False)["input_ids"], dtype=np.int64)
@@ -160,7 +173,7 @@ class ContextDrafter(Drafter):
         if budget <= 0:
             return []
         seq = np.concatenate([self.prompt, np.asarray(generated, dtype=np.int64)])
-        limit = min(self.draft_len, budget)
+        limit = min(self.limit, budget)
         for n in range(min(self.max_ngram, len(seq) - 1), self.min_ngram - 1, -1):
             pattern = seq[-n:]
             # The running sequence itself (excluding the suffix being matched), then extras.
@@ -216,7 +229,8 @@ class CrossModelDrafter(Drafter):
             # After a divergence the other model's output is still the best match material:
             # the target often re-joins it a few tokens later ("doc" vs "document" in a line).
             texts = (self.text,) + tuple(context.extra_texts)
-            self.fallback.begin(DraftContext(context.prompt_ids, tok, texts, context.draft_text, context.draft_ids))
+            self.fallback.begin(DraftContext(context.prompt_ids, tok, texts, context.draft_text,
+                                             context.draft_ids, context.device))
 
     def propose(self, generated: Sequence[int], budget: int) -> list[int]:
         if budget <= 0:

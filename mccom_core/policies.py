@@ -1,4 +1,6 @@
-"""Routing policies, the simulated user and latency accounting: pure functions of branch rows.
+"""Routing policies and latency accounting: pure functions of branch rows.
+
+The simulated user who accepts or rejects a shown suggestion is in :mod:`mccom_core.users`.
 
 Every policy decides, per task, three things from the branch table (see
 :mod:`mccom_core.cascade`) and its parameters: whether the SLM runs, whether its suggestion
@@ -38,7 +40,7 @@ import pandas as pd
 
 from mccom_core.cascade import output_similarity, verbatim_share
 from mccom_core.errors import MccomError
-from mccom_core.metrics import edit_similarity, exact_match
+from mccom_core.users import USERS, SimulatedUser, make_user  # noqa: F401  (re-exported)
 
 # The MCCom paper's headline numbers (Lu et al., FSE 2026, arXiv 2603.05974), in percent.
 PAPER = {
@@ -50,63 +52,6 @@ PAPER = {
 }
 ACCOUNTINGS = ("cold", "warm")
 DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
-
-# --------------------------------------------------------------------------- simulated user
-
-
-class SimulatedUser:
-    """Decides whether a shown suggestion is accepted (else it is implicitly rejected)."""
-
-    name: ClassVar[str]
-
-    def accepts(self, prediction: str, ground_truth: str) -> bool:
-        raise NotImplementedError
-
-
-class ExactUser(SimulatedUser):
-    """Accepts what equals the ground truth after stripping trailing whitespace (the default)."""
-
-    name = "exact"
-
-    def accepts(self, prediction, ground_truth):
-        return exact_match(prediction, ground_truth)
-
-
-class SimilarUser(SimulatedUser):
-    """Accepts a suggestion whose edit similarity to the ground truth is at least ``min_similarity``."""
-
-    name = "edit-similarity"
-
-    def __init__(self, min_similarity: float = 0.8):
-        if not 0.0 <= min_similarity <= 1.0:
-            raise MccomError(f"min_similarity must lie in [0, 1], got {min_similarity}")
-        self.min_similarity = min_similarity
-
-    def accepts(self, prediction, ground_truth):
-        return edit_similarity(prediction, ground_truth) >= self.min_similarity
-
-
-class PrefixUser(SimulatedUser):
-    """Accepts a non-empty suggestion that the ground truth starts with (a correct prefix)."""
-
-    name = "prefix"
-
-    def accepts(self, prediction, ground_truth):
-        shown = prediction.rstrip()
-        return bool(shown.strip()) and ground_truth.rstrip().startswith(shown)
-
-
-USERS: dict[str, type[SimulatedUser]] = {c.name: c for c in (ExactUser, SimilarUser, PrefixUser)}
-
-
-def make_user(user: str | SimulatedUser = "exact", **kwargs) -> SimulatedUser:
-    """A simulated user by registry name (``kwargs`` go to its class), or ``user`` itself."""
-    if isinstance(user, SimulatedUser):
-        return user
-    if user not in USERS:
-        raise MccomError(f"unknown simulated user {user!r}: choose one of {sorted(USERS)}")
-    return USERS[user](**kwargs)
-
 
 # --------------------------------------------------------------------------- policies
 

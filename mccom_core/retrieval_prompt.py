@@ -111,15 +111,30 @@ class AssembledPrompt:
 def fit_block(hits: list[Hit], tokenizer: Callable[[str], int] | Any, budget_tokens: int) -> RetrievedBlock:
     """Render the most relevant windows (``hits`` is best first) within ``budget_tokens``.
 
-    Drops the least relevant window until the block fits. Use this when something else
-    (e.g. ``mccom_core.prompts.build_prompt(prefix=...)``) budgets the left context.
+    Keeps the longest best-first prefix of ``hits`` whose block fits. Use this when
+    something else (e.g. ``mccom_core.prompts.build_prompt(prefix=...)``) budgets the left
+    context.
+
+    Counting the whole block once per dropped window cost ~40 ms per prompt with 60
+    windows, so the number kept is first estimated from per-window counts (each window is
+    whole lines, so counts add up across windows, up to a merge at a border), then the
+    estimate is checked by counting the block itself and moved down while it does not fit
+    and up while one more window still fits.
     """
     count = as_token_counter(tokenizer)
-    kept = list(hits)
-    while kept and count(render_block(kept)) > budget_tokens:
-        kept.pop()  # drop the least relevant window
-    block = render_block(kept)
-    return RetrievedBlock(block, tuple(kept), count(block))
+    if not hits:
+        return RetrievedBlock("", (), count(""))
+    sizes = [count(render_window(hit)) for hit in hits]
+    total, k = count(HEADER), 0
+    while k < len(hits) and total + sizes[k] <= budget_tokens:
+        total += sizes[k]
+        k += 1
+    while k > 0 and count(render_block(list(hits[:k]))) > budget_tokens:
+        k -= 1
+    while k < len(hits) and count(render_block(list(hits[: k + 1]))) <= budget_tokens:
+        k += 1
+    block = render_block(list(hits[:k]))
+    return RetrievedBlock(block, tuple(hits[:k]), count(block))
 
 
 def _longest_fitting_tail(prefix: str, text: str, count: Callable[[str], int], budget: int) -> int:

@@ -4,7 +4,8 @@ Each JSONL row is one task: ``slm`` holds the 0.5B's ``plain``, ``stage1`` and `
 (transformers' prompt lookup) runs, ``llm`` (only on tasks the SLM missed) the 1.5B's
 ``plain``, ``stage2``, ``stage2_context`` and ``assisted`` (transformers' assisted
 generation) runs; each run has ``total_ms``, ``prefill_ms``, ``decode_ms`` and ``tokens``,
-and ours also ``passes``, ``drafted`` and ``accepted``.
+and ours also ``passes``, ``drafted``, ``accepted`` and (rows since session 2) ``rounds``,
+the passes that verified a non-empty draft.
 
 With a per-token acceptance rate ``a`` and drafts of ``g`` tokens, one verification pass
 yields on average ``(1 - a^(g+1)) / (1 - a)`` tokens (Leviathan et al., 2023): the
@@ -72,6 +73,7 @@ def method_frame(rows) -> pd.DataFrame:
                     "total_ms": run["total_ms"], "prefill_ms": run["prefill_ms"], "decode_ms": run["decode_ms"],
                     "tokens": run["tokens"], "passes": run.get("passes", np.nan),
                     "drafted": run.get("drafted", np.nan), "accepted": run.get("accepted", np.nan),
+                    "rounds": run.get("rounds", np.nan),
                     "identical": bool(block.get("identical", True)),
                     "decode_speedup": base["decode_ms"] / decode if base["tokens"] > 1 else np.nan,
                     "total_speedup": base["total_ms"] / run["total_ms"],
@@ -85,14 +87,16 @@ def acceptance(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (role, method) of ours that drafts: acceptance rate ``a``, mean draft length ``g``,
     accepted and produced tokens per pass, and the theoretical tokens per pass.
 
-    As in ``benchmarks/speculative.py``: draft rounds are bounded by the passes of tasks
-    that drafted at all, so ``g`` is a lower bound of the mean draft length.
+    ``g`` is drafted tokens per draft round (a pass that verified a non-empty draft). Rows
+    without a ``rounds`` count fall back to the passes of tasks that drafted at all, which
+    bounds the rounds from above, so ``g`` is then a lower bound of the mean draft length.
     """
     rows = []
     ours = frame[frame["drafted"].notna() & (frame["method"] != BASELINE)]
     for (role, method), sub in ours.groupby(["role", "method"], sort=False):
         drafted, accepted = sub["drafted"].sum(), sub["accepted"].sum()
-        rounds = sub.loc[sub["drafted"] > 0, "passes"].sum()
+        known = sub["rounds"].notna()
+        rounds = sub.loc[known, "rounds"].sum() + sub.loc[~known & (sub["drafted"] > 0), "passes"].sum()
         a = accepted / drafted if drafted else 0.0
         g = drafted / rounds if rounds else 0.0
         rows.append({"role": role, "method": method, "n": len(sub), "drafted": int(drafted),

@@ -52,8 +52,24 @@ print(f"{len(rows)} lines; the 1.5B ran on the {frame.loc[frame.role == 'llm', '
 # %% [markdown]
 # ## Acceptance and accepted lengths
 # The acceptance rate is accepted / drafted tokens; the mean draft length `g` is drafted tokens
-# per pass that verified a draft. A draft that is rejected at its first token costs almost
-# nothing extra on a CPU (verifying a few more tokens in one pass is cheap next to the pass).
+# per pass that verified a draft. `stage1` uses the context drafter's CPU default (drafts of
+# at most 2 tokens), `stage1_long` drafts of up to 10 tokens (its default on a GPU).
+#
+# A rejected draft token is not free on a CPU. The table below (when the benchmark recorded
+# it) is the time of one forward pass over `m` new tokens after a 512-token cache: on the
+# 2-core benchmark machine it jumps at `m = 4` (the BLAS kernel changes), so long drafts
+# with a low acceptance rate cost more than they save. On a GPU the row is nearly flat.
+
+# %%
+import json
+
+cost_file = Path(speculative_rows).with_name("speculative_pass_cost.json")
+if cost_file.exists():
+    pass_cost = pd.DataFrame(json.loads(cost_file.read_text())).rename_axis("m new tokens")
+    pass_cost.to_csv(results / "pass_cost_ms.csv")
+    display(pass_cost.round(0))
+else:
+    print(f"no {cost_file.name} next to the rows: the benchmark predates the pass-cost table")
 
 # %%
 acc = acceptance(frame)
@@ -96,7 +112,7 @@ def _speedup(role, method):
 
 key = pd.DataFrame([
     {"metric": f"decode speedup, {m} ({r})", "paper": float("nan"), "measured": _speedup(r, m), "unit": "x"}
-    for r, m in (("slm", "stage1"), ("slm", "pld"), ("llm", "stage2"), ("llm", "stage2_context"), ("llm", "assisted"))
+    for r, m in (("slm", "stage1"), ("slm", "stage1_long"), ("slm", "pld"), ("llm", "stage2"), ("llm", "stage2_context"), ("llm", "assisted"))
 ] + [{"metric": f"acceptance rate, {row.method} ({row.role})", "paper": float("nan"),
       "measured": row.acceptance, "unit": "share"} for row in acc.itertuples()])
 key.to_csv(results / "key_numbers.csv", index=False)

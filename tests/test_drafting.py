@@ -66,9 +66,9 @@ def test_every_drafter_equals_plain_greedy(tiny_tokenizer, seed):
         for cfg in CONFIGS:
             plain = complete(lm, prompt, cfg)
             extra = (rng.choice(CORPUS),)
-            for name in ("context", "none"):
-                out = complete(lm, prompt, cfg, drafter=make_drafter(name), extra_texts=extra)
-                assert out.token_ids == plain.token_ids, (name, prompt)
+            for name, kw in (("context", {}), ("context", {"draft_len": 10}), ("none", {})):
+                out = complete(lm, prompt, cfg, drafter=make_drafter(name, **kw), extra_texts=extra)
+                assert out.token_ids == plain.token_ids, (name, kw, prompt)
                 assert out.text == plain.text and out.stop_reason == plain.stop_reason
                 assert out.token_probs == pytest.approx(plain.token_probs, abs=1e-5)
             for label, draft in drafts_for(plain, rng, len(tiny_tokenizer)).items():
@@ -135,6 +135,20 @@ def test_context_drafter_proposals(tiny_tokenizer):
     d2 = ContextDrafter(draft_len=4)
     d2.begin(DraftContext(tok("zz", add_special_tokens=False)["input_ids"], tok, extra_texts=("zz top\n",)))
     assert tok.decode(d2.propose((), 8)).startswith(" top")
+
+
+def test_context_draft_length_defaults_by_device(tiny_tokenizer):
+    tok = tiny_tokenizer
+    ids = tok("a b c d e f g h i j k l m n o p q r s t u v w x y z a b", add_special_tokens=False)["input_ids"]
+    lengths = {}
+    for device in ("cpu", "cuda"):
+        d = ContextDrafter(stop_at_newline=False)
+        d.begin(DraftContext(ids, tok, device=device))
+        lengths[device] = len(d.propose((), 50))
+    assert lengths == {"cpu": 2, "cuda": 10}
+    d = ContextDrafter(draft_len=5, stop_at_newline=False)
+    d.begin(DraftContext(ids, tok, device="cpu"))
+    assert len(d.propose((), 50)) == 5 and len(d.propose((), 3)) == 3
 
 
 def test_cross_model_drafter_follows_and_stops(tiny_tokenizer):

@@ -103,3 +103,23 @@ def test_fit_block_budgets_the_retrieved_block_alone():
         assert block.hits == tuple(HITS[:expected])
         assert block.text == render_block(HITS[:expected]) and block.n_tokens == sizes[expected] <= budget
     assert fit_block(HITS, words, sizes[2]).snippets == ["def best():\n    return 1", "MID = 2"]
+
+
+def test_fit_block_equals_dropping_windows_one_by_one(tiny_tokenizer):
+    import random
+
+    rng = random.Random(0)
+    words_pool = ["def", "self", "(x)", "return", "camelCase", "snake_case", "=", "0", "\n", "    ", ":"]
+    hits = [Hit(Window(f"pkg/m{i}.py", i, i + 3, "".join(rng.choice(words_pool) for _ in range(rng.randrange(1, 30)))),
+                10.0 - i, i) for i in range(12)]
+    count = as_token_counter(tiny_tokenizer)
+
+    def naive(budget):
+        kept = list(hits)
+        while kept and count(render_block(kept)) > budget:
+            kept.pop()
+        return tuple(kept)
+
+    full = count(render_block(hits))
+    for budget in list(range(0, full + 5, 7)) + [full - 1, full]:
+        assert fit_block(hits, tiny_tokenizer, budget).hits == naive(budget), budget

@@ -62,3 +62,11 @@ def test_read_rows(tmp_path):
         read_rows(tmp_path / "empty.jsonl")
     with pytest.raises(MccomError, match="no slm/llm blocks"):
         method_frame([json.loads('{"task_id": "x"}')])
+
+
+def test_acceptance_uses_recorded_draft_rounds():
+    rows = speculative_rows()
+    for row in rows:  # the rows now say how many passes verified a draft: 2 per task
+        row["slm"]["stage1"]["rounds"] = 2
+    s1 = acceptance(method_frame(rows)).set_index(["role", "method"]).loc[("slm", "stage1")]
+    assert s1.draft_len == pytest.approx(24 / 6)
