@@ -12,6 +12,11 @@ and it computes only the missing tasks. On the project's 2-core CPU one task cos
 
     .venv/bin/python benchmarks/cascade_run.py --per-kind 10
 
+``--ablation no-retrieval --ablation repocoder --ablation-per-kind 100`` adds the retrieval
+ablation branches (issue #4: the 1.5B with no retrieval, round 1, RepoCoder's round 2 and the
+fused round 2) on the first 100 tasks per kind; the report then has a retrieval section. This
+is what ``mccom reproduce --profile paper`` computes too (same rows file, same config).
+
 ``--report-only`` rebuilds the table from the stored rows without running any model.
 """
 
@@ -31,6 +36,7 @@ from mccom_core.cascade import CascadeConfig, branch_stats, config_hash
 from mccom_core.paths import PROJECT_ROOT
 from mccom_core.policies import paper_comparison, summary
 from mccom_core.runner import package_versions, read_results, run_benchmark
+from mccom_core.study import paired_difference, retrieval_ablation
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
@@ -101,6 +107,30 @@ def branch_table(rows) -> list[str]:
     return out
 
 
+def retrieval_section(rows) -> list[str]:
+    """Issue #4: EM/ES of the LLM per retrieval setting, and fused vs RepoCoder round 2."""
+    try:
+        ablation = retrieval_ablation(rows)
+    except Exception:  # the ablation branches were not computed
+        return []
+    llm = ablation[ablation["role"] == "llm"]
+    if len(llm) < 2:
+        return []
+    out = ["## Retrieval settings (the LLM, same tasks)", "",
+           "| setting | branch | n | EM % | ES % | mean s |", "|---|---|---:|---:|---:|---:|"]
+    for _, r in llm.iterrows():
+        out.append(f"| {r['setting']} | {r['branch']} | {r['n']} | {100 * r['em']:.1f} | {100 * r['es']:.1f} "
+                   f"| {r['mean_ms'] / 1e3:.2f} |")
+    if set(llm["branch"]) >= {"llm_rejected", "llm_rejected_repocoder"}:
+        out.append("")
+        for metric in ("em", "es"):
+            d = paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", metric)
+            out.append(f"Fused round 2 minus RepoCoder round 2, {metric.upper()}: {100 * d['diff']:+.1f} points "
+                       f"(95% paired bootstrap {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}; n = {d['n']}, "
+                       f"fused better on {d['wins']}, worse on {d['losses']}).")
+    return out + [""]
+
+
 def report(rows, args, run_note: str) -> str:
     table = summary(rows, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms)
     paper = paper_comparison(rows, table, accounting="warm")
@@ -154,6 +184,7 @@ def report(rows, args, run_note: str) -> str:
         "between the SLM and the direct LLM outputs. The paper measured on its own benchmarks and "
         "models (and with a GPU cloud model); the comparison is of direction and size, not identity.",
         "",
+        *retrieval_section(rows),
         "## Branches",
         "",
         *branch_table(rows),
@@ -171,6 +202,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--network-ms", type=float, default=0.0)
     parser.add_argument("--reaction-ms", type=float, default=0.0)
+    parser.add_argument("--ablation", action="append", default=[],
+                        help="also compute these ablation branches: no-retrieval, repocoder, no-drafting (repeatable)")
+    parser.add_argument("--ablation-per-kind", type=int, default=None,
+                        help="tasks per kind that get the ablation branches (default: --per-kind)")
     parser.add_argument("--report-only", action="store_true", help="no model runs: tables from stored rows")
     args = parser.parse_args(argv)
 
@@ -180,11 +215,18 @@ def main(argv=None) -> int:
         load = os.getloadavg()[0]
         run = run_benchmark(args.tasks, args.rows, config, limit=args.per_kind, device=args.device)
         per_task = run.seconds / max(run.rows_written / len(config.branches), 1)
+        if args.ablation:
+            extra = run_benchmark(args.tasks, args.rows, config.with_ablations(*args.ablation),
+                                  limit=args.ablation_per_kind or args.per_kind, device=args.device)
+            run_note_ablation = (f" Ablation branches ({', '.join(args.ablation)}): {extra.rows_written} rows "
+                                 f"computed in {extra.seconds / 60:.1f} min.")
+        else:
+            run_note_ablation = ""
         note = (f"This call: {run.rows_written} rows computed ({run.rows_existing} already stored) in "
                 f"{run.seconds / 60:.1f} min, ~{per_task:.0f} s per task for all branches incl. the untimed warm-up "
                 f"and model loading; load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
-                f"{len(run.skipped)} task(s) skipped.")
-        for where, why in run.skipped:
+                f"{len(run.skipped)} task(s) skipped.{run_note_ablation}")
+        for where, why in list(run.skipped) + (list(extra.skipped) if args.ablation else []):
             print(f"skipped {where}: {why}", file=sys.stderr)
     rows = read_results(args.rows, config_hash(config))
     if rows.empty:

@@ -100,6 +100,9 @@ class CascadeConfig:
     retrieval: RetrievalConfig = field(default_factory=lambda: RetrievalConfig(backend="bm25s"))
     stage1_drafter: str = "context"  # drafter for "stage1" branches (mccom_core.drafting)
     stage2_drafter: str = "cross-model+context"  # drafter for "stage2" branches
+    # Context-match draft length (stage 1, and stage 2's fallback); None: the drafter's device
+    # default (2 on a CPU, 10 on a GPU; see mccom_core.drafting.ContextDrafter).
+    context_draft_len: int | None = None
     draft_right_lines: int = 20  # lines after the cursor offered to drafters as match material
     max_line_tokens: int = 48  # cap for `line` tasks: p99 ground truth is ~93 chars
     max_stmt_tokens: int = 64  # cap for `stmt` tasks: p90 is ~130 chars; longer ones are rare
@@ -115,6 +118,8 @@ class CascadeConfig:
             after = BRANCHES[name].after
             if after and after not in self.branches:
                 raise MccomError(f"branch {name!r} needs the output of {after!r}: add it to branches")
+        if self.context_draft_len is not None and self.context_draft_len < 1:
+            raise MccomError(f"context_draft_len must be >= 1 or None, got {self.context_draft_len}")
         if self.max_left_tokens < 1 or self.retrieved_tokens < 0 or self.draft_right_lines < 0:
             raise MccomError("max_left_tokens must be >= 1, retrieved_tokens and draft_right_lines >= 0")
         if min(self.max_line_tokens, self.max_stmt_tokens, self.confidence_tokens) < 1:
@@ -248,7 +253,9 @@ class Cascade:
 
     def _drafter(self, spec):
         names = {"stage1": self.config.stage1_drafter, "stage2": self.config.stage2_drafter}
-        return make_drafter(names.get(spec.drafting, "none"))
+        name = names.get(spec.drafting, "none")
+        kwargs = {"draft_len": self.config.context_draft_len} if "context" in name else {}
+        return make_drafter(name, **kwargs)
 
     def _stage2_draft(self, source: dict) -> dict:
         """The SLM's whole generation (healed prefix included) as the LLM's draft."""

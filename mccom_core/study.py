@@ -5,6 +5,8 @@
 * :func:`observations`: the MCCom paper's four motivating observations beside ours;
 * :func:`retrieval_ablation`: EM/ES of each branch by retrieval setting (none, round 1,
   RepoCoder round 2, fused round 2), on the tasks every setting answered;
+* :func:`paired_difference`: one branch against another on the same tasks (mean difference,
+  paired bootstrap interval, tasks won and lost), e.g. fused round 2 against RepoCoder's;
 * :func:`quickstart_trace`: per quickstart line, which model's answer a confidence cascade
   shows and where the time went.
 """
@@ -116,6 +118,30 @@ def retrieval_ablation(results) -> pd.DataFrame:
                      "em": float(sub["em"].astype(float).mean()), "es": float(sub["es"].astype(float).mean()),
                      "mean_ms": float(ms.mean())})
     return pd.DataFrame(rows)
+
+
+def paired_difference(results, branch: str, baseline: str, metric: str = "em", *,
+                      n_boot: int = 2000, seed: int = 0) -> dict:
+    """``branch`` minus ``baseline`` on ``metric`` over the tasks both answered.
+
+    Returns ``n``, the two means, ``diff`` (branch - baseline), a 95% paired bootstrap
+    interval ``lo``..``hi`` (tasks resampled with replacement, seeded), and ``wins`` /
+    ``losses``: tasks where the branch scored higher / lower.
+    """
+    df = pd.DataFrame(results)
+    a, b = _branch(df, branch), _branch(df, baseline)
+    common = sorted(set(a.index) & set(b.index))
+    if not common:
+        raise MccomError(f"no task has both {branch!r} and {baseline!r} stored: compute both branches")
+    x = a.loc[common, metric].astype(float).to_numpy()
+    y = b.loc[common, metric].astype(float).to_numpy()
+    d = x - y
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"branch": branch, "baseline": baseline, "metric": metric, "n": len(d),
+            "branch_mean": float(x.mean()), "baseline_mean": float(y.mean()), "diff": float(d.mean()),
+            "lo": float(lo), "hi": float(hi), "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
 
 
 def quickstart_trace(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:

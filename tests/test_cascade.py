@@ -107,6 +107,9 @@ def test_config_hash_ignores_branches_only():
     assert config_hash(base) == config_hash(base.with_ablations("no-retrieval"))
     assert config_hash(base) != config_hash(replace(base, max_left_tokens=512))
     assert config_hash(base) != config_hash(replace(base, retrieval=RetrievalConfig(top_k=5)))
+    assert config_hash(base) != config_hash(replace(base, context_draft_len=10))
+    with pytest.raises(MccomError, match="context_draft_len"):
+        CascadeConfig(context_draft_len=0)
     assert len(config_hash(base)) == 16
 
 
@@ -185,10 +188,13 @@ def test_real_drafters_are_exact_and_stage2_accepts_an_identical_draft(pair, sit
     plain = Cascade(slm, twin, replace(TINY, branches=names))
     drafted = Cascade(slm, twin, replace(TINY, branches=names, stage1_drafter="context",
                                          stage2_drafter="cross-model+context"))
+    long = Cascade(slm, twin, replace(TINY, branches=names, context_draft_len=10))
     a = {r["branch"]: r for r in plain.run(task, left, right)}
     b = {r["branch"]: r for r in drafted.run(task, left, right)}
+    c = {r["branch"]: r for r in long.run(task, left, right)}
     for name in names:
         assert b[name]["token_ids"] == a[name]["token_ids"] and b[name]["prediction"] == a[name]["prediction"]
+        assert c[name]["token_ids"] == a[name]["token_ids"]
     s, e = b["slm_noretrieval"], b["llm_rejected_noretrieval"]
     assert (s["drafter"], e["drafter"]) == ("context", "cross-model+context")
     # Same prompt, same weights: the whole SLM output is verified in one pass.

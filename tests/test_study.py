@@ -130,3 +130,20 @@ def test_fusion_sweep_leaves_out_tasks_not_in_the_benchmark():
 
     out = fusion_sweep(cascade_rows(), progress=False)  # t1..t8 are not default-benchmark ids
     assert out.empty and list(out.columns) == ["task_id", "kind", "slm_em", "setting", "weight", "hit", "rank"]
+
+
+def test_paired_difference_exact():
+    from mccom_core.study import paired_difference
+
+    rows = [{"task_id": f"t{i}", "branch": b, "em": em}
+            for i, (fused, repo) in enumerate([(1, 0), (1, 1), (0, 0), (1, 0), (0, 1)])
+            for b, em in (("llm_rejected", fused), ("llm_rejected_repocoder", repo))]
+    rows.append({"task_id": "t9", "branch": "llm_rejected", "em": 1})  # no baseline row: left out
+    out = paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", n_boot=500, seed=1)
+    assert (out["n"], out["wins"], out["losses"]) == (5, 2, 1)
+    assert out["branch_mean"] == pytest.approx(0.6) and out["baseline_mean"] == pytest.approx(0.4)
+    assert out["diff"] == pytest.approx(0.2)
+    assert -1.0 <= out["lo"] <= out["diff"] <= out["hi"] <= 1.0
+    assert paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", n_boot=500, seed=1) == out
+    with pytest.raises(MccomError, match="compute both"):
+        paired_difference(rows, "llm_rejected", "llm")

@@ -100,6 +100,8 @@ def _register_run(sub) -> None:
     run.add_argument("--max-left-tokens", type=int, default=1024, help="left-context budget")
     run.add_argument("--retrieved-tokens", type=int, default=512, help="retrieved-block budget")
     run.add_argument("--stage1-drafter", default="context", help="drafter of SLM / LLM-direct branches")
+    run.add_argument("--context-draft-len", type=int, default=None,
+                     help="context-match draft length (default: 2 on a CPU, 10 on a GPU)")
     run.add_argument("--stage2-drafter", default="cross-model+context", help="drafter after a rejection")
     run.add_argument("--no-warm", action="store_true", help="skip the warm-cache SLM timing")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -113,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     config = CascadeConfig(
         slm=args.slm, llm=args.llm, max_left_tokens=args.max_left_tokens,
         retrieved_tokens=args.retrieved_tokens, stage1_drafter=args.stage1_drafter,
+        context_draft_len=args.context_draft_len,
         stage2_drafter=args.stage2_drafter, warm=not args.no_warm,
     ).with_ablations(*args.ablation)
     report = run_benchmark(args.tasks, args.out, config, limit=args.limit, kind=args.kind,
