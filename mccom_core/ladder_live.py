@@ -3,9 +3,12 @@
 For each model (small to large) and problem this samples ``k`` solutions per run and ``k``
 test blocks (CodeT's prompt: the function stub, ``pass``, ``# check the correctness of
 f``, then ``assert ``), plus a greedy solution and a greedy test block, with batched
-``model.generate``. Everything is written in the authors' replay layout (see
-:mod:`mccom_core.ladder_data`) under ``out_dir/replay`` as soon as a model finishes, so an
-interrupted run resumes at the next model, and the run can be replayed later.
+``model.generate``. Problems are generated in chunks (``LiveConfig.chunk`` problems per
+run and chunk), and each finished chunk is appended to ``out_dir/partial/<model>.jsonl``, so
+an interrupted run (a run of the 1.5B over HumanEval takes hours on a 2-core CPU) resumes at
+the next chunk. When a model is done, its rows are written in the authors' replay layout
+(see :mod:`mccom_core.ladder_data`) under ``out_dir/replay``, so the run can be replayed
+later.
 
 Cost: seconds of generation per generated token, measured per model on this machine and
 written to ``cost_per_token.json`` (the plan search's cost unit for live runs).
@@ -46,6 +49,7 @@ class LiveConfig:
     device: str = "auto"
     threads: int | None = None  # torch intra-op threads; 1 avoids spin-wait collapse on a busy CPU
     mbpp_file: str | None = None  # default: shared data codet/mbpp_sanitized_for_code_generation.jsonl
+    chunk: int = 8  # problems per generation chunk: the unit of resumption
 
 
 def load_benchmark(config: LiveConfig) -> dict[int, Problem]:
@@ -144,38 +148,95 @@ def _line_end(text: str, n_lines: int) -> int:
     return ends[n_lines - 1] if len(ends) >= n_lines else len(text)
 
 
-def generate_model(loaded, model_name: str, problems: dict[int, Problem], config: LiveConfig) -> tuple[pd.DataFrame, dict]:
-    """Every row (greedy and sampled runs) of one model, and its timing."""
+def _generate_chunk(loaded, model_name: str, problems: dict[int, Problem], numbers: list[int], run: int,
+                    chunk_index: int, config: LiveConfig) -> dict:
+    """One (run, chunk of problems): its replay rows, seconds and generated tokens."""
+    n, sample = (1, False) if run < 0 else (config.k, True)
+    seed = (config.seed + max(run, 0)) * 100_003 + chunk_index  # a fixed seed per (run, chunk)
+    sols, s1, t1 = generate(loaded, [problems[x].prompt for x in numbers], n, sample, seed, config,
+                            config.max_new_tokens, SOLUTION_STOPS)
+    tsts, s2, t2 = generate(loaded, [codet_test_prompt(problems[x]) for x in numbers], n, sample, seed + 50_000,
+                            config, config.test_max_new_tokens, TEST_STOPS)
+    tok, rows = loaded.tokenizer, []
+    for number, sol_row, test_row in zip(numbers, sols, tsts):
+        for s, ((sol, sol_ids), (tst, tst_ids)) in enumerate(zip(sol_row, test_row)):
+            body = _truncate(sol, SOLUTION_STOPS)
+            raw = _truncate(tst, TEST_STOPS)
+            block = "\n".join(line for line in ("assert " + raw).split("\n") if line.startswith("assert"))
+            rows.append(dict(model=model_name, run=run, number=number, sample=s,
+                             answer=problems[number].prompt + body,
+                             answer_tokens=_tokens_for_chars(tok, sol_ids, len(body)), tests=block,
+                             test_tokens_2=_tokens_for_chars(tok, tst_ids, _line_end(raw, 2)),
+                             test_tokens_4=_tokens_for_chars(tok, tst_ids, _line_end(raw, 4))))
+    return {"run": run, "numbers": list(numbers), "rows": rows, "seconds": s1 + s2, "tokens": t1 + t2}
+
+
+def _partial_key(config: LiveConfig) -> str:
+    """Hash of the settings that change a chunk's generations (not which models or how many problems)."""
+    import hashlib
+
+    data = {k: v for k, v in asdict(config).items() if k not in ("models", "problems", "device", "threads")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _read_partial(path: Path | None) -> dict[tuple, dict]:
+    """Chunks recorded by an earlier call, keyed by (run, problem numbers).
+
+    A torn line (a run killed while writing) is dropped from the file, so the next chunk is
+    appended on a line of its own.
+    """
+    done: dict[tuple, dict] = {}
+    if path is None or not path.is_file():
+        return done
+    good, torn = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+            done[(rec["run"], tuple(rec["numbers"]))] = rec
+            good.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            torn = True
+    if torn:
+        path.write_text("".join(line + "\n" for line in good), encoding="utf-8")
+    return done
+
+
+def generate_model(loaded, model_name: str, problems: dict[int, Problem], config: LiveConfig,
+                   partial: Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Every row (greedy and sampled runs) of one model, and its timing.
+
+    With ``partial`` (a JSONL path), chunks recorded there are reused and new ones appended
+    as they finish. ``seconds`` and ``generated_tokens`` sum over all chunks, reused or not.
+    """
+    if config.chunk < 1:
+        raise MccomError(f"LiveConfig.chunk must be >= 1, got {config.chunk}")
     numbers = sorted(problems)
-    sol_prompts = [problems[n].prompt for n in numbers]
-    test_prompts = [codet_test_prompt(problems[n]) for n in numbers]
-    rows, seconds, tokens = [], 0.0, 0
+    done = _read_partial(partial)
+    jobs = [(run, numbers[i: i + config.chunk]) for run in [-1] + list(range(config.runs))
+            for i in range(0, len(numbers), config.chunk)]
+    rows, seconds, tokens, reused = [], 0.0, 0, 0
     from tqdm.auto import tqdm
 
-    for run in tqdm([-1] + list(range(config.runs)), desc=f"{model_name} runs (greedy first)", unit="run"):
-        n, sample, seed = (1, False, config.seed) if run < 0 else (config.k, True, config.seed + run)
-        sols, s1, t1 = generate(loaded, sol_prompts, n, sample, seed, config, config.max_new_tokens, SOLUTION_STOPS)
-        tsts, s2, t2 = generate(loaded, test_prompts, n, sample, seed + 10_000, config, config.test_max_new_tokens,
-                                TEST_STOPS)
-        seconds, tokens = seconds + s1 + s2, tokens + t1 + t2
-        for number, sol_row, test_row in zip(numbers, sols, tsts):
-            for s, ((sol, sol_ids), (tst, tst_ids)) in enumerate(zip(sol_row, test_row)):
-                body = _truncate(sol, SOLUTION_STOPS)
-                raw = _truncate(tst, TEST_STOPS)
-                block = "\n".join(line for line in ("assert " + raw).split("\n") if line.startswith("assert"))
-                tok = loaded.tokenizer
-                rows.append(dict(model=model_name, run=run, number=number, sample=s,
-                                 answer=problems[number].prompt + body,
-                                 answer_tokens=_tokens_for_chars(tok, sol_ids, len(body)), tests=block,
-                                 test_tokens_2=_tokens_for_chars(tok, tst_ids, _line_end(raw, 2)),
-                                 test_tokens_4=_tokens_for_chars(tok, tst_ids, _line_end(raw, 4))))
+    for index, (run, nums) in enumerate(tqdm(jobs, desc=f"{model_name} chunks (greedy first)", unit="chunk")):
+        rec = done.get((run, tuple(nums)))
+        if rec is None:
+            rec = _generate_chunk(loaded, model_name, problems, nums, run, index, config)
+            if partial is not None:
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                with partial.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+        else:
+            reused += 1
+        rows += rec["rows"]
+        seconds, tokens = seconds + rec["seconds"], tokens + rec["tokens"]
     timing = {"seconds": seconds, "generated_tokens": tokens,
-              "seconds_per_token": seconds / tokens if tokens else float("nan")}
+              "seconds_per_token": seconds / tokens if tokens else float("nan"),
+              "chunks": len(jobs), "chunks_reused": reused}
     return pd.DataFrame(rows, columns=COLUMNS), timing
 
 
 def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
-    """Generate (resuming per model) and write the replay layout; returns ``out_dir/replay``.
+    """Generate (resuming per chunk) and write the replay layout; returns ``out_dir/replay``.
 
     ``loader(spec, device)`` returns an object with ``.model``, ``.tokenizer``, ``.device``;
     default :func:`mccom_core.models.load_model`.
@@ -197,7 +258,8 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
         if model_name in timings and (replay_dir / "answer" / model_name).is_dir():
             continue  # recorded by an earlier, interrupted run
         loaded = loader(model_name, config.device)
-        frame, timing = generate_model(loaded, model_name, problems, config)
+        frame, timing = generate_model(loaded, model_name, problems, config,
+                                       partial=out / "partial" / f"{model_name}-{_partial_key(config)}.jsonl")
         write_replay_dir(Generations(problems, frame, (model_name,)), replay_dir, samples=config.k)
         timings[model_name] = {**timing, "device": str(loaded.device)}
         out.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,23 @@ def test_generate_model_rows_and_determinism():
     pd.testing.assert_frame_equal(frame, again)  # seeds are parameters: same seed, same samples
 
 
+def test_generation_resumes_per_chunk(tmp_path):
+    loaded = tiny_loaded("tiny-a")
+    config = LiveConfig(**{**CONFIG.__dict__, "problems": 3, "chunk": 2})
+    problems = load_benchmark(config)
+    partial = tmp_path / "partial.jsonl"
+    first, timing = generate_model(loaded, "tiny-a", problems, config, partial=partial)
+    assert (timing["chunks"], timing["chunks_reused"]) == (4, 0)  # (greedy, run 0) x (2 + 1 problems)
+    lines = partial.read_text().splitlines()
+    assert len(lines) == 4
+    partial.write_text(lines[0] + "\n" + lines[1][:20])  # killed while writing the second chunk
+    again, timing = generate_model(loaded, "tiny-a", problems, config, partial=partial)
+    assert timing["chunks_reused"] == 1 and len(partial.read_text().splitlines()) == 4
+    pd.testing.assert_frame_equal(first, again)  # a chunk's seed is fixed: resuming changes nothing
+    with pytest.raises(Exception, match="chunk"):
+        generate_model(loaded, "tiny-a", problems, LiveConfig(**{**config.__dict__, "chunk": 0}))
+
+
 def test_live_run_is_recorded_in_the_replay_format_and_replayed(tmp_path, monkeypatch):
     monkeypatch.setenv("MCCOM_CACHE_DIR", str(tmp_path / "cache"))
     calls = []

@@ -43,6 +43,7 @@ def register(subparsers) -> None:
     lv.add_argument("--seed", type=int, default=0)
     lv.add_argument("--max-new-tokens", type=int, default=256)
     lv.add_argument("--batch-size", type=int, default=8)
+    lv.add_argument("--chunk", type=int, default=8, help="problems per recorded chunk (the unit of resumption)")
     lv.add_argument("--device", default="auto")
     lv.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 helps on a busy machine)")
     lv.add_argument("--out", required=True, help="output folder (replay layout + outcomes)")
@@ -85,7 +86,8 @@ def _live(args: argparse.Namespace) -> int:
 
     config = LiveConfig(models=tuple(args.models), benchmark=args.benchmark, problems=args.problems, k=args.k,
                         runs=args.runs, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                        batch_size=args.batch_size, device=args.device, threads=args.threads)
+                        batch_size=args.batch_size, device=args.device, threads=args.threads,
+                        chunk=args.chunk)
     paths = run_live(config, args.out)
     print(json.dumps(paths, indent=1))
     return 0
