@@ -212,7 +212,8 @@ def warm(lm, text: str, prefix_cache: PrefixCache | None = None) -> PrefixCache:
     if not ids:
         return pc
     cache = _new_cache(lm.model)
-    lm.model(input_ids=torch.tensor([ids], device=lm.device), past_key_values=cache, use_cache=True)
+    lm.model(input_ids=torch.tensor([ids], device=lm.device), past_key_values=cache, use_cache=True,
+             **_keep_logits(lm.model, 1))
     pc.store(ids, cache)
     return pc
 
@@ -229,6 +230,23 @@ def _eos_ids(lm) -> set[int]:
         elif eos:
             ids.update(eos)
     return ids
+
+
+def _keep_logits(model, n: int) -> dict:
+    """``logits_to_keep=n`` when the model takes it: only the last ``n`` positions get logits.
+
+    A prefill otherwise projects every prompt position onto the 151,936-token vocabulary: for
+    a 1,024-token prompt that took the 0.5B from 3.1 s to 4.6-5.8 s and the 1.5B from 11.1 s
+    to 12.3-13.3 s on the 2-core CPU, for logits nobody reads.
+    """
+    return {"logits_to_keep": n} if _takes_logits_to_keep(type(model)) else {}
+
+
+@lru_cache(maxsize=None)
+def _takes_logits_to_keep(cls) -> bool:
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def _sync(device) -> None:
@@ -318,7 +336,8 @@ def complete(
 
         t0 = time.perf_counter()
         inp = torch.tensor([feed + draft], device=device)
-        logits = model(input_ids=inp, past_key_values=cache, use_cache=True).logits[0, len(feed) - 1:]
+        logits = model(input_ids=inp, past_key_values=cache, use_cache=True,
+                       **_keep_logits(model, len(draft) + 1)).logits[0, -(len(draft) + 1):]
         logits = logits.float()
         _sync(device)
         n_forward += 1
