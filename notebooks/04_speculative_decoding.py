@@ -113,6 +113,7 @@ def _speedup(role, method):
 key = pd.DataFrame([
     {"metric": f"decode speedup, {m} ({r})", "paper": float("nan"), "measured": _speedup(r, m), "unit": "x"}
     for r, m in (("slm", "stage1"), ("slm", "stage1_long"), ("slm", "pld"), ("llm", "stage2"), ("llm", "stage2_context"), ("llm", "assisted"))
+    if ((sp.role == r) & (sp.method == m)).any()  # rows before session 2 have no stage1_long
 ] + [{"metric": f"acceptance rate, {row.method} ({row.role})", "paper": float("nan"),
       "measured": row.acceptance, "unit": "share"} for row in acc.itertuples()])
 key.to_csv(results / "key_numbers.csv", index=False)
