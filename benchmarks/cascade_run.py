@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mccom_core.cascade import CascadeConfig, branch_stats, config_hash
+from mccom_core.errors import MccomError
 from mccom_core.paths import PROJECT_ROOT
 from mccom_core.policies import paper_comparison, summary
 from mccom_core.runner import package_versions, read_results, run_benchmark
@@ -111,7 +112,7 @@ def retrieval_section(rows) -> list[str]:
     """Issue #4: EM/ES of the LLM per retrieval setting, and fused vs RepoCoder round 2."""
     try:
         ablation = retrieval_ablation(rows)
-    except Exception:  # the ablation branches were not computed
+    except MccomError:  # the ablation branches were not computed
         return []
     llm = ablation[ablation["role"] == "llm"]
     if len(llm) < 2:
@@ -215,18 +216,18 @@ def main(argv=None) -> int:
         load = os.getloadavg()[0]
         run = run_benchmark(args.tasks, args.rows, config, limit=args.per_kind, device=args.device)
         per_task = run.seconds / max(run.rows_written / len(config.branches), 1)
+        skipped, ablation_note = list(run.skipped), ""
         if args.ablation:
             extra = run_benchmark(args.tasks, args.rows, config.with_ablations(*args.ablation),
                                   limit=args.ablation_per_kind or args.per_kind, device=args.device)
-            run_note_ablation = (f" Ablation branches ({', '.join(args.ablation)}): {extra.rows_written} rows "
-                                 f"computed in {extra.seconds / 60:.1f} min.")
-        else:
-            run_note_ablation = ""
+            skipped += extra.skipped
+            ablation_note = (f" Ablation branches ({', '.join(args.ablation)}): {extra.rows_written} rows "
+                             f"computed in {extra.seconds / 60:.1f} min.")
         note = (f"This call: {run.rows_written} rows computed ({run.rows_existing} already stored) in "
                 f"{run.seconds / 60:.1f} min, ~{per_task:.0f} s per task for all branches incl. the untimed warm-up "
                 f"and model loading; load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
-                f"{len(run.skipped)} task(s) skipped.{run_note_ablation}")
-        for where, why in list(run.skipped) + (list(extra.skipped) if args.ablation else []):
+                f"{len(skipped)} task(s) skipped.{ablation_note}")
+        for where, why in skipped:
             print(f"skipped {where}: {why}", file=sys.stderr)
     rows = read_results(args.rows, config_hash(config))
     if rows.empty:
