@@ -17,6 +17,10 @@ ablation branches (issue #4: the 1.5B with no retrieval, round 1, RepoCoder's ro
 fused round 2) on the first 100 tasks per kind; the report then has a retrieval section. This
 is what ``mccom reproduce --profile paper`` computes too (same rows file, same config).
 
+The run goes in stages of ``--step`` (default 10) more tasks per kind, kinds alternating, each stage
+followed by its ablation branches, so a run stopped part way has both kinds and the ablations of
+what it did.
+
 ``--report-only`` rebuilds the table from the stored rows without running any model.
 """
 
@@ -37,7 +41,7 @@ from mccom_core.errors import MccomError
 from mccom_core.paths import PROJECT_ROOT
 from mccom_core.policies import paper_comparison, summary
 from mccom_core.runner import package_versions, read_results, run_benchmark
-from mccom_core.study import paired_difference, retrieval_ablation
+from mccom_core.study import paired_difference, retrieval_ablation, slm_missed_tasks
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
@@ -109,26 +113,37 @@ def branch_table(rows) -> list[str]:
 
 
 def retrieval_section(rows) -> list[str]:
-    """Issue #4: EM/ES of the LLM per retrieval setting, and fused vs RepoCoder round 2."""
+    """Issue #4: EM/ES of the LLM per retrieval setting, and fused vs RepoCoder round 2, on all
+    tasks and on those the SLM missed (where a deployed MCCom runs round 2)."""
     try:
         ablation = retrieval_ablation(rows)
+        missed = retrieval_ablation(rows, slm_missed=True).set_index("branch")
     except MccomError:  # the ablation branches were not computed
         return []
     llm = ablation[ablation["role"] == "llm"]
     if len(llm) < 2:
         return []
     out = ["## Retrieval settings (the LLM, same tasks)", "",
-           "| setting | branch | n | EM % | ES % | mean s |", "|---|---|---:|---:|---:|---:|"]
+           "Round-2 settings query with the 0.5B's output. *SLM missed*: the tasks on which the 0.5B was wrong, "
+           "the only ones where MCCom runs round 2 after a rejection.", "",
+           "| setting | branch | n | EM % | ES % | mean s | n (SLM missed) | EM % (SLM missed) | ES % (SLM missed) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for _, r in llm.iterrows():
+        m = missed.loc[r["branch"]] if r["branch"] in missed.index else None
+        tail = (f"{m['n']} | {100 * m['em']:.1f} | {100 * m['es']:.1f}" if m is not None and m["n"] else "0 | | ")
         out.append(f"| {r['setting']} | {r['branch']} | {r['n']} | {100 * r['em']:.1f} | {100 * r['es']:.1f} "
-                   f"| {r['mean_ms'] / 1e3:.2f} |")
+                   f"| {r['mean_ms'] / 1e3:.2f} | {tail} |")
     if set(llm["branch"]) >= {"llm_rejected", "llm_rejected_repocoder"}:
         out.append("")
-        for metric in ("em", "es"):
-            d = paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", metric)
-            out.append(f"Fused round 2 minus RepoCoder round 2, {metric.upper()}: {100 * d['diff']:+.1f} points "
-                       f"(95% paired bootstrap {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}; n = {d['n']}, "
-                       f"fused better on {d['wins']}, worse on {d['losses']}).")
+        for label, tasks in (("all tasks", None), ("tasks the SLM missed", slm_missed_tasks(rows))):
+            for metric in ("em", "es"):
+                try:
+                    d = paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", metric, tasks=tasks)
+                except MccomError:
+                    continue
+                out.append(f"Fused round 2 minus RepoCoder round 2, {metric.upper()}, {label}: "
+                           f"{100 * d['diff']:+.1f} points (95% paired bootstrap {100 * d['lo']:+.1f} to "
+                           f"{100 * d['hi']:+.1f}; n = {d['n']}, fused better on {d['wins']}, worse on {d['losses']}).")
     return out + [""]
 
 
@@ -207,27 +222,46 @@ def main(argv=None) -> int:
                         help="also compute these ablation branches: no-retrieval, repocoder, no-drafting (repeatable)")
     parser.add_argument("--ablation-per-kind", type=int, default=None,
                         help="tasks per kind that get the ablation branches (default: --per-kind)")
+    parser.add_argument("--step", type=int, default=10,
+                        help="run in stages of this many more tasks per kind (ablations follow each stage)")
     parser.add_argument("--report-only", action="store_true", help="no model runs: tables from stored rows")
     args = parser.parse_args(argv)
 
     config = CascadeConfig()
     note = "Report from stored rows only."
     if not args.report_only:
+        from mccom_core.models import load_model
+
         load = os.getloadavg()[0]
-        run = run_benchmark(args.tasks, args.rows, config, limit=args.per_kind, device=args.device)
-        per_task = run.seconds / max(run.rows_written / len(config.branches), 1)
-        skipped, ablation_note = list(run.skipped), ""
-        if args.ablation:
-            extra = run_benchmark(args.tasks, args.rows, config.with_ablations(*args.ablation),
-                                  limit=args.ablation_per_kind or args.per_kind, device=args.device)
-            skipped += extra.skipped
-            ablation_note = (f" Ablation branches ({', '.join(args.ablation)}): {extra.rows_written} rows "
-                             f"computed in {extra.seconds / 60:.1f} min.")
-        note = (f"This call: {run.rows_written} rows computed ({run.rows_existing} already stored) in "
-                f"{run.seconds / 60:.1f} min, ~{per_task:.0f} s per task for all branches incl. the untimed warm-up "
-                f"and model loading; load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
+        slm, llm = load_model(config.slm, device=args.device), load_model(config.llm, device=args.device)
+        ablation_config = config.with_ablations(*args.ablation) if args.ablation else None
+        ablation_per_kind = args.ablation_per_kind or args.per_kind
+        written = existing = 0
+        main_s = ablation_s = 0.0
+        ablation_rows, skipped = 0, {}
+        # Stages of --step tasks per kind: a run stopped part way (the full one takes several
+        # sessions) has both kinds and the ablation branches of the tasks it has done.
+        for limit in range(min(args.step, args.per_kind), args.per_kind + args.step, args.step):
+            limit = min(limit, args.per_kind)
+            run = run_benchmark(args.tasks, args.rows, config, limit=limit, slm=slm, llm=llm)
+            written, main_s = written + run.rows_written, main_s + run.seconds
+            existing = existing or run.rows_existing
+            skipped.update(run.skipped)
+            if ablation_config is not None and limit - args.step < ablation_per_kind:
+                extra = run_benchmark(args.tasks, args.rows, ablation_config, limit=min(limit, ablation_per_kind),
+                                      slm=slm, llm=llm)
+                ablation_rows, ablation_s = ablation_rows + extra.rows_written, ablation_s + extra.seconds
+                skipped.update(extra.skipped)
+            if limit == args.per_kind:
+                break
+        per_task = main_s / max(written / len(config.branches), 1)
+        ablation_note = (f" Ablation branches ({', '.join(args.ablation)}): {ablation_rows} rows computed in "
+                         f"{ablation_s / 60:.1f} min." if args.ablation else "")
+        note = (f"This call: {written} rows computed ({existing} already stored) in "
+                f"{main_s / 60:.1f} min, ~{per_task:.0f} s per task for all branches incl. the untimed warm-up; "
+                f"load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
                 f"{len(skipped)} task(s) skipped.{ablation_note}")
-        for where, why in skipped:
+        for where, why in skipped.items():
             print(f"skipped {where}: {why}", file=sys.stderr)
     rows = read_results(args.rows, config_hash(config))
     if rows.empty:

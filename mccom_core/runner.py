@@ -66,7 +66,10 @@ def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | No
     """Tasks of ``kind`` (all kinds when None), at most ``limit`` per kind.
 
     The limit takes tasks round-robin over repositories (each repository's tasks are already
-    in random order), so a small sample still covers every repository. Deterministic.
+    in random order), so a small sample still covers every repository, and the result
+    alternates between kinds, so a run stopped part way has covered each kind about equally.
+    A larger ``limit`` selects a superset whose order starts with the smaller selection's
+    tasks of each kind. Deterministic.
     """
     if limit is not None and limit < 1:
         raise MccomError(f"limit must be >= 1, got {limit}")
@@ -74,15 +77,16 @@ def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | No
     for task in tasks:
         if kind is None or task.kind == kind:
             by_kind[task.kind][task.repo].append(task)
-    out = []
+    per_kind = []
     for k in sorted(by_kind):
         queues = [list(q) for q in by_kind[k].values()]
         picked, depth = [], 0
         while any(depth < len(q) for q in queues) and (limit is None or len(picked) < limit):
             picked += [q[depth] for q in queues if depth < len(q)]
             depth += 1
-        out += picked[:limit] if limit is not None else picked
-    return out
+        per_kind.append(picked[:limit] if limit is not None else picked)
+    longest = max((len(p) for p in per_kind), default=0)
+    return [p[i] for i in range(longest) for p in per_kind if i < len(p)]
 
 
 def _cut_torn_line(path: Path) -> bool:

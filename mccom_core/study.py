@@ -97,10 +97,20 @@ def observations(results) -> pd.DataFrame:
                                      for k in PAPER_OBSERVATIONS]})
 
 
-def retrieval_ablation(results) -> pd.DataFrame:
+def slm_missed_tasks(results) -> set[str]:
+    """Tasks whose ``slm`` row is not an exact match: where MCCom's round 2 actually runs."""
+    slm = _branch(pd.DataFrame(results), "slm")
+    if slm.empty:
+        raise MccomError("no 'slm' rows in the results: the SLM branch decides which tasks it missed")
+    return set(slm.index[~slm["em"].astype(bool)])
+
+
+def retrieval_ablation(results, *, slm_missed: bool = False) -> pd.DataFrame:
     """EM, ES and mean latency per (setting, role) on the tasks present in every stored branch.
 
     Settings whose branch is not stored are left out; ``n`` is the number of common tasks.
+    ``slm_missed=True`` keeps only the tasks the SLM got wrong (:func:`slm_missed_tasks`), the
+    ones on which a deployed MCCom would run round 2 after a rejection.
     """
     df = pd.DataFrame(results)
     pairs = [(setting, role, name) for setting, names in RETRIEVAL_SETTINGS.items()
@@ -110,6 +120,8 @@ def retrieval_ablation(results) -> pd.DataFrame:
         raise MccomError("no retrieval-ablation branches in the results: compute them "
                          "(CascadeConfig.with_ablations('no-retrieval', 'repocoder'))")
     common = set.intersection(*(set(_branch(df, n).index) for _, _, n in present))
+    if slm_missed:
+        common &= slm_missed_tasks(df)
     rows = []
     for setting, role, name in present:
         sub = _branch(df, name).loc[sorted(common)]
@@ -121,8 +133,9 @@ def retrieval_ablation(results) -> pd.DataFrame:
 
 
 def paired_difference(results, branch: str, baseline: str, metric: str = "em", *,
-                      n_boot: int = 2000, seed: int = 0) -> dict:
-    """``branch`` minus ``baseline`` on ``metric`` over the tasks both answered.
+                      tasks=None, n_boot: int = 2000, seed: int = 0) -> dict:
+    """``branch`` minus ``baseline`` on ``metric`` over the tasks both answered (and in
+    ``tasks``, when given).
 
     Returns ``n``, the two means, ``diff`` (branch - baseline), a 95% paired bootstrap
     interval ``lo``..``hi`` (tasks resampled with replacement, seeded), and ``wins`` /
@@ -130,7 +143,7 @@ def paired_difference(results, branch: str, baseline: str, metric: str = "em", *
     """
     df = pd.DataFrame(results)
     a, b = _branch(df, branch), _branch(df, baseline)
-    common = sorted(set(a.index) & set(b.index))
+    common = sorted(set(a.index) & set(b.index) & (set(tasks) if tasks is not None else set(a.index)))
     if not common:
         raise MccomError(f"no task has both {branch!r} and {baseline!r} stored: compute both branches")
     x = a.loc[common, metric].astype(float).to_numpy()

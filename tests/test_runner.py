@@ -44,7 +44,10 @@ def task(task_id, kind, repo):
 def test_select_tasks_round_robin_per_kind():
     tasks = [task(f"{r}/{k}/{i}", k, r) for r in ("a", "b") for k in ("line", "stmt") for i in range(3)]
     picked = [t.task_id for t in select_tasks(tasks, limit=3)]
-    assert picked == ["a/line/0", "b/line/0", "a/line/1", "a/stmt/0", "b/stmt/0", "a/stmt/1"]
+    assert picked == ["a/line/0", "a/stmt/0", "b/line/0", "b/stmt/0", "a/line/1", "a/stmt/1"]
+    more = [t.task_id for t in select_tasks(tasks, limit=5)]
+    assert [i for i in more if i in picked] == picked  # a larger limit extends, per kind, in order
+    assert sum("/line/" in i for i in more) == sum("/stmt/" in i for i in more) == 5
     assert [t.task_id for t in select_tasks(tasks, kind="stmt", limit=2)] == ["a/stmt/0", "b/stmt/0"]
     assert len(select_tasks(tasks)) == 12
     with pytest.raises(MccomError, match="limit"):

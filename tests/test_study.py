@@ -44,6 +44,19 @@ def test_retrieval_ablation():
         retrieval_ablation([r for r in cascade_rows() if r["branch"] == "llm_rejected_noretrieval"])
 
 
+def test_retrieval_ablation_on_the_tasks_the_slm_missed():
+    from mccom_core.study import slm_missed_tasks
+
+    assert slm_missed_tasks(cascade_rows()) == {"t2", "t4", "t6", "t8"}
+    ab = retrieval_ablation(cascade_rows(), slm_missed=True).set_index(["setting", "role"])
+    assert (ab["n"] == 4).all()
+    assert ab.loc[("fused round 2 (MCCom)", "llm"), "em"] == pytest.approx(3 / 4)  # wrong on t8
+    assert ab.loc[("RepoCoder round 2", "llm"), "em"] == pytest.approx(2 / 4)  # wrong on t4, t8
+    assert ab.loc[("round 1", "slm"), "em"] == 0.0
+    with pytest.raises(MccomError, match="'slm' rows"):
+        retrieval_ablation([r for r in cascade_rows() if r["branch"] != "slm"], slm_missed=True)
+
+
 def test_quickstart_trace():
     frame = pd.DataFrame([
         {"model": "small", "line": 3, "ground_truth": "a", "completion": "a", "exact_match": True,
@@ -147,3 +160,5 @@ def test_paired_difference_exact():
     assert paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", n_boot=500, seed=1) == out
     with pytest.raises(MccomError, match="compute both"):
         paired_difference(rows, "llm_rejected", "llm")
+    sub = paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", tasks={"t0", "t4", "t9"}, n_boot=50)
+    assert (sub["n"], sub["diff"], sub["wins"], sub["losses"]) == (2, 0.0, 1, 1)
