@@ -147,6 +147,42 @@ def retrieval_section(rows) -> list[str]:
     return out + [""]
 
 
+KEY_POLICIES = ("always-slm", "always-llm", "confidence-only", "mccom", "oracle")
+
+
+def kind_table(rows, args) -> list[str]:
+    """The key policies per task kind (warm accounting, each kind's own best thresholds)."""
+    out = ["| kind | n | policy | threshold | EM % | ES % | LLM calls % | mean s warm | latency vs LLM % (warm) |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for kind in sorted(rows["kind"].unique()):
+        sub = rows[rows["kind"] == kind]
+        table = summary(sub, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms,
+                        accountings=("warm",)).set_index("policy")
+        n = sub["task_id"].nunique()
+        for name in KEY_POLICIES:
+            w = table.loc[name]
+            out.append(f"| {kind} | {n} | {name} | {_fmt(w['threshold'], 2)} | {_fmt(w['em'], pct=True)} "
+                       f"| {_fmt(w['es'], pct=True)} | {_fmt(w['llm_share'], pct=True)} | {_fmt(w['mean_ms'] / 1e3, 2)} "
+                       f"| {_fmt(w['latency_vs_llm_pct'])} |")
+    return out
+
+
+def sensitivity_table(rows) -> list[str]:
+    """MCCom at its best threshold (warm) as the modeled network round trip and the user's
+    reaction time grow: when the confidence gate starts to pay off."""
+    out = ["| network ms | reaction ms | best threshold | EM % | LLM calls % | mean s warm | always-LLM s "
+           "| latency vs LLM % | rejection-only vs LLM % |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for network in (0.0, 300.0):
+        for reaction in (0.0, 500.0, 1000.0, 2000.0):
+            t = summary(rows, THRESHOLDS, network_ms=network, reaction_ms=reaction,
+                        accountings=("warm",)).set_index("policy")
+            m, llm, rej = t.loc["mccom"], t.loc["always-llm"], t.loc["rejection-only"]
+            out.append(f"| {network:g} | {reaction:g} | {_fmt(m['threshold'], 2)} | {_fmt(m['em'], pct=True)} "
+                       f"| {_fmt(m['llm_share'], pct=True)} | {_fmt(m['mean_ms'] / 1e3, 2)} | {_fmt(llm['mean_ms'] / 1e3, 2)} "
+                       f"| {_fmt(m['latency_vs_llm_pct'])} | {_fmt(rej['latency_vs_llm_pct'])} |")
+    return out
+
+
 def report(rows, args, run_note: str) -> str:
     table = summary(rows, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms)
     paper = paper_comparison(rows, table, accounting="warm")
@@ -184,6 +220,21 @@ def report(rows, args, run_note: str) -> str:
         f"Measured: {m['latency_vs_llm_pct']:+.1f}% latency, EM {100 * m['em']:.1f}% vs {100 * llm['em']:.1f}%, "
         f"{100 * m['llm_share']:.1f}% LLM calls: speed target **{'met' if hit_speed else 'not met'}**, "
         f"LLM-share target **{'met' if m['llm_share'] <= TARGET_LLM_SHARE else 'not met'}**.",
+        "",
+        "## Per kind",
+        "",
+        "The key policies on each kind alone (warm accounting, thresholds chosen per kind).",
+        "",
+        *kind_table(rows, args),
+        "",
+        "## Sensitivity: network round trip and reaction time",
+        "",
+        "With no reaction time and no network cost, showing the SLM's suggestion first costs nothing, so "
+        "MCCom's best threshold is 0 (rejection-only). A user who needs time to reject, and a network "
+        "round trip per cloud call, make the confidence gate pay off: low-confidence suggestions go to the "
+        "LLM at once instead of waiting for a rejection.",
+        "",
+        *sensitivity_table(rows),
         "",
         "## Where the time goes (mean seconds per task)",
         "",
