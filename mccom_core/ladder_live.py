@@ -17,6 +17,7 @@ written to ``cost_per_token.json`` (the plan search's cost unit for live runs).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -254,14 +255,19 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
         import torch
 
         torch.set_num_threads(config.threads)
+    recording = {"settings": _partial_key(config), "problems": sorted(problems)}
     for model_name in config.models:
-        if model_name in timings and (replay_dir / "answer" / model_name).is_dir():
-            continue  # recorded by an earlier, interrupted run
+        previous = timings.get(model_name, {})
+        if ({k: previous.get(k) for k in recording} == recording
+                and (replay_dir / "answer" / model_name).is_dir()):
+            continue  # recorded by an earlier, interrupted run with these settings and problems
         loaded = loader(model_name, config.device)
+        load_start = os.getloadavg()[0]
         frame, timing = generate_model(loaded, model_name, problems, config,
                                        partial=out / "partial" / f"{model_name}-{_partial_key(config)}.jsonl")
         write_replay_dir(Generations(problems, frame, (model_name,)), replay_dir, samples=config.k)
-        timings[model_name] = {**timing, "device": str(loaded.device)}
+        timings[model_name] = {**timing, "device": str(loaded.device), **recording,
+                               "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
         out.mkdir(parents=True, exist_ok=True)
         timings_path.write_text(json.dumps(timings, indent=1))
     (out / "cost_per_token.json").write_text(

@@ -100,6 +100,15 @@ def test_live_run_is_recorded_in_the_replay_format_and_replayed(tmp_path, monkey
     # resume: both models recorded, so nothing is generated again
     record_live(CONFIG, tmp_path / "live", loader=loader)
     assert calls == ["tiny-a", "tiny-b"]
+    # more problems (or other settings) in the same folder: a new recording, not the old one
+    more = LiveConfig(**{**CONFIG.__dict__, "problems": 3})
+    record_live(more, tmp_path / "live", loader=loader)
+    assert calls == ["tiny-a", "tiny-b", "tiny-a", "tiny-b"]
+    timings = json.loads((tmp_path / "live" / "timings.json").read_text())
+    assert timings["tiny-b"]["problems"] == [0, 1, 2]
+    assert read_replay_dir(tmp_path / "live" / "replay", CONFIG.models, runs=1, samples=2).frame["number"].nunique() == 3
+    record_live(CONFIG, tmp_path / "live", loader=loader)  # back to 2 problems: recorded anew
+    assert len(calls) == 6
     # and the registry builds the same source by name
     src = get_source("live", config=CONFIG, out_dir=str(tmp_path / "live"))
     assert src.load().frame.shape == gens.frame.shape
