@@ -212,7 +212,7 @@ def warm(lm, text: str, prefix_cache: PrefixCache | None = None) -> PrefixCache:
     if not ids:
         return pc
     cache = _new_cache(lm.model)
-    lm.model(input_ids=torch.tensor([ids], device=lm.device), past_key_values=cache, use_cache=True,
+    lm.model(input_ids=torch.tensor([ids], device=lm.device), **_cache_arg(lm.model, cache), use_cache=True,
              **_keep_logits(lm.model, 1))
     pc.store(ids, cache)
     return pc
@@ -247,6 +247,22 @@ def _takes_logits_to_keep(cls) -> bool:
     import inspect
 
     return "logits_to_keep" in inspect.signature(cls.forward).parameters
+
+
+def _cache_arg(model, cache) -> dict:
+    """The KV cache as the keyword the model's ``forward`` takes.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes
+    in 5.40); older releases and simple test doubles only know ``past_key_values``.
+    """
+    return {_cache_keyword(type(model)): cache}
+
+
+@lru_cache(maxsize=None)
+def _cache_keyword(cls) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def _sync(device) -> None:
@@ -336,7 +352,7 @@ def complete(
 
         t0 = time.perf_counter()
         inp = torch.tensor([feed + draft], device=device)
-        logits = model(input_ids=inp, past_key_values=cache, use_cache=True,
+        logits = model(input_ids=inp, **_cache_arg(model, cache), use_cache=True,
                        **_keep_logits(model, len(draft) + 1)).logits[0, -(len(draft) + 1):]
         logits = logits.float()
         _sync(device)

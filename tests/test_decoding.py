@@ -189,3 +189,37 @@ def test_bad_input_errors(tiny_lm):
         DecodeConfig(max_new_tokens=0)
     with pytest.raises(MccomError, match="exceeds the model's context"):
         complete(tiny_lm, "x = 1\n" * 800)
+
+
+# --------------------------------------------------------------------------- transformers API
+
+
+def test_the_kv_cache_goes_under_the_keyword_the_model_takes(tiny_lm, bigram_factory):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name goes in 5.40):
+    the loop passes the cache under the name the model's forward declares, so a real model
+    never sees the deprecated keyword and an old-style one still gets its cache."""
+    import warnings
+
+    from mccom_core.decoding import _cache_keyword
+
+    expected = "cache" if "cache" in __import__("inspect").signature(type(tiny_lm.model).forward).parameters \
+        else "past_key_values"
+    assert _cache_keyword(type(tiny_lm.model)) == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        complete(tiny_lm, "def f(x):\n    return", NO_HEAL)
+
+    seen = []
+    old = bigram_factory(["=", "Ġitem", "Ċ"])
+    forward = type(old.model).forward
+
+    class OldStyle(type(old.model)):
+        def forward(self, input_ids, past_key_values=None, use_cache=True, **kw):
+            seen.append(type(past_key_values).__name__)
+            assert "cache" not in kw
+            return forward(self, input_ids, past_key_values=past_key_values, use_cache=use_cache, **kw)
+
+    old.model.__class__ = OldStyle
+    assert _cache_keyword(OldStyle) == "past_key_values"
+    complete(old, "total +=", NO_HEAL)
+    assert seen and set(seen) == {"DynamicCache"}
