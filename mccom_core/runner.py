@@ -7,8 +7,9 @@ missing (a task whose SLM row exists reuses it for its dependent branches). A la
 by the kill is cut off before appending. Rows of other configurations in the same file are
 kept and never counted as done for this one.
 
-Every row carries the config hash, the config itself, model specs, package versions and the
-device, so a results file says what produced it. A task that cannot be run (malformed line,
+Every row carries the config hash, the config itself, model specs, package versions, the
+device and the machine's 1-minute load average when it was written (its timings are only as
+good as the machine was quiet), so a results file says what produced it. A task that cannot be run (malformed line,
 a file that changed since the task was built, a repository that cannot be materialized, a
 context the models cannot complete from) is reported in :attr:`RunReport.skipped` and
 skipped, never fatal.
@@ -198,7 +199,8 @@ def run_benchmark(
                     meta = _metadata(config, chash, cascade)
                 try:
                     for row in cascade.run(task, left, right, index, done.get(task.task_id)):
-                        writer.write({**row, **meta, "written_at": time.time()})
+                        writer.write({**row, **meta, "written_at": time.time(),
+                                      "load_average": round(os.getloadavg()[0], 2)})
                         written += 1
                 except MccomError as exc:  # e.g. nothing before the cursor to complete from
                     skipped.append((task.task_id, str(exc)))
