@@ -144,6 +144,29 @@ def retrieval_section(rows) -> list[str]:
                 out.append(f"Fused round 2 minus RepoCoder round 2, {metric.upper()}, {label}: "
                            f"{100 * d['diff']:+.1f} points (95% paired bootstrap {100 * d['lo']:+.1f} to "
                            f"{100 * d['hi']:+.1f}; n = {d['n']}, fused better on {d['wins']}, worse on {d['losses']}).")
+    return out + ["", *makeup_section(rows)]
+
+
+def makeup_section(rows) -> list[str]:
+    """Issue #4: what the prompt's retrieved block holds (BM25 and the tokenizer only)."""
+    from mccom_core.retrieval_study import makeup_summary, retrieval_makeup
+
+    summary_ = makeup_summary(retrieval_makeup(rows, rows["llm_spec"].iloc[0], progress=False))
+    if summary_.empty:
+        return []
+    out = ["### What the retrieved block holds", "",
+           f"The block ({CascadeConfig().retrieved_tokens} tokens of the LLM's tokenizer, rebuilt exactly as the "
+           "cascade builds it) per retriever, over the tasks with an SLM row: the share of its windows that "
+           "repeat the target file's left context *already shown in the prompt*, that come from the target "
+           "file before the cursor but beyond the prompt's left budget, that show the target file *after* "
+           "the cursor, and that come from other files; and how often the ground truth occurs in the block.", "",
+           "| retriever | tasks | windows per block | repeats the shown left % | left, beyond the prompt % "
+           "| after the cursor % | other files % | ground truth in block % |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for _, r in summary_.iterrows():
+        out.append(f"| {r['retriever']} | {r['n']} | {r['windows']:.2f} | {_fmt(r['visible_left_share'], pct=True)} "
+                   f"| {_fmt(r['left_beyond_prompt_share'], pct=True)} | {_fmt(r['after_cursor_share'], pct=True)} "
+                   f"| {_fmt(r['other_file_share'], pct=True)} | {_fmt(r['truth_in_block'], pct=True)} |")
     return out + [""]
 
 

@@ -356,6 +356,22 @@ def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto")
     return LoadedModel(spec, model, tok, dev, dt, source, time.perf_counter() - start, from_cache)
 
 
+def load_tokenizer(spec: str):
+    """The tokenizer of ``spec`` alone, for token budgets without the weights.
+
+    A registry model already converted loads its tokenizer from the conversion cache (well
+    under a second); anything else goes through :func:`load_model` once.
+    """
+    if spec in REGISTRY:
+        entry = REGISTRY[spec]
+        conv = _converted_dir(f"{entry.name}-{entry.parts.sha256[:12]}")
+        if (conv / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(str(conv), local_files_only=True)
+    return load_model(spec, device="cpu").tokenizer
+
+
 def tokenizers_identical(a, b) -> bool:
     """True when two tokenizers map every string to the same ids (same vocabulary and merges).
 

@@ -9,6 +9,9 @@
   paired bootstrap interval, tasks won and lost), e.g. fused round 2 against RepoCoder's;
 * :func:`quickstart_trace`: per quickstart line, which model's answer a confidence cascade
   shows and where the time went.
+
+The fusion-weight sweep and the prompt-block makeup (BM25 only, no model) are in
+:mod:`mccom_core.retrieval_study`.
 """
 
 from __future__ import annotations
@@ -188,79 +191,5 @@ def quickstart_trace(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- fusion-weight sweep
-
-FUSION_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))  # 0 = round 1, 1 = RepoCoder
-
-
-def fusion_hits(index, site, ground_truth: str, weights: Sequence[float] = FUSION_WEIGHTS,
-                top_k: int = 10, config=None) -> list[dict]:
-    """For one completion site with the SLM's output: does the fused round-2 retrieval find the
-    ground truth, for each constant weight ``w`` and for MCCom's confidence schedule (w = confidence)?
-
-    A *hit* is a retrieved window that contains the stripped ground truth (windows overlapping
-    the target are never retrievable, so a hit is the same code elsewhere in the repository):
-    a model-free proxy for what round 2 gives the cloud model. ``rank`` is the best such
-    window's rank (None without a hit). Both rounds are scored once; only the fusion varies.
-    """
-    from mccom_core.code_tokens import code_tokens
-    from mccom_core.retrieval import RetrievalConfig, fuse_scores, round1_query, round2_query, top_hits
-
-    config = config or RetrievalConfig()
-    truth = ground_truth.strip()
-    mask = index.eligible(site.target_path, site.target_span)
-    r1 = index.scores(code_tokens(round1_query(site.left_context, site.right_context, config)))
-    r2 = index.scores(code_tokens(round2_query(site.left_context, site.slm_output or "", config)))
-    settings = [(f"w = {w:.2f}", float(w)) for w in weights]
-    settings.append(("confidence (MCCom)", float(min(max(site.slm_confidence or 0.0, 0.0), 1.0))))
-    out = []
-    for name, w in settings:
-        hits = top_hits(index, fuse_scores(r1, r2, w, mask), mask, top_k)
-        ranks = [h.rank for h in hits if truth and truth in h.text]
-        out.append({"setting": name, "weight": w, "hit": bool(ranks), "rank": ranks[0] if ranks else None})
-    return out
-
-
-def fusion_sweep(results, weights: Sequence[float] = FUSION_WEIGHTS, *, tasks=DEFAULT_TASKS, top_k: int = 10,
-                 progress: bool = True) -> pd.DataFrame:
-    """:func:`fusion_hits` for every task with an SLM row whose task is found in ``tasks``.
-
-    Per task and setting: ``hit``, ``rank``, ``slm_em`` (the rejected-or-not SLM output was
-    right), ``kind``. Tasks not in ``tasks`` (or whose repository cannot be materialized) are
-    left out; an empty frame means none could be used.
-    """
-    from tqdm.auto import tqdm
-
-    from mccom_core.benchmarks import materialize, read_tasks, task_context
-    from mccom_core.cascade import CascadeConfig
-    from mccom_core.retrieval import CompletionSite, load_index
-
-    config = CascadeConfig().retrieval
-    by_id = {t.task_id: t for t in read_tasks(tasks).tasks}
-    slm = _branch(pd.DataFrame(results), "slm")
-    rows, indexes = [], {}
-    for task_id, row in tqdm(list(slm.iterrows()), desc="fusion sweep", disable=not progress):
-        task = by_id.get(task_id)
-        if task is None:
-            continue
-        try:
-            root = materialize(task.repo, task.repo_hash)
-            left, right = task_context(task, root)
-            if root not in indexes:
-                indexes[root] = load_index(root, config)
-        except MccomError:
-            continue
-        site = CompletionSite(left, right, task.path, task.span0, row["prediction"], float(row["confidence"]))
-        for hit in fusion_hits(indexes[root], site, task.ground_truth, weights, top_k, config):
-            rows.append({"task_id": task_id, "kind": task.kind, "slm_em": bool(row["em"]), **hit})
-    return pd.DataFrame(rows, columns=["task_id", "kind", "slm_em", "setting", "weight", "hit", "rank"])
-
-
-def fusion_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Hit rate and hit@1 per fusion setting (over tasks), from :func:`fusion_sweep`."""
-    if frame.empty:
-        return pd.DataFrame(columns=["setting", "weight", "n", "hit_rate", "hit_at_1"])
-    g = frame.assign(top1=frame["rank"].eq(0)).groupby("setting", sort=False)
-    out = g.agg(weight=("weight", "mean"), n=("task_id", "nunique"), hit_rate=("hit", "mean"),
-                hit_at_1=("top1", "mean"))
-    return out.reset_index()
+# The model-free retrieval diagnostics live in mccom_core.retrieval_study; re-exported here.
+from mccom_core.retrieval_study import FUSION_WEIGHTS, fusion_hits, fusion_summary, fusion_sweep  # noqa: E402,F401

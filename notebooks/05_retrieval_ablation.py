@@ -43,7 +43,8 @@ from IPython.display import display
 from mccom_core import plots
 from mccom_core.cascade import CascadeConfig
 from mccom_core.policies import CascadeBranches, DEFAULT_THRESHOLDS, summary
-from mccom_core.study import cascade_results, complete_tasks, fusion_summary, fusion_sweep, retrieval_ablation
+from mccom_core.retrieval_study import fusion_summary, fusion_sweep
+from mccom_core.study import cascade_results, complete_tasks, retrieval_ablation
 
 ablation_per_kind, compute = int(ablation_per_kind), bool(compute)
 results = Path(results_dir)
@@ -107,12 +108,36 @@ else:
     fig = plots.fusion_curve(fusion_table)
     plots.save(fig, figures_dir, "05_fusion_weight")
 
+# %% [markdown]
+# ## What the retrieved block holds
+# The retrieved block has a token budget (half the prompt's), so only the best few windows
+# make it in. Rebuilt exactly as the cascade builds it (BM25 and the cloud model's tokenizer,
+# no model run): how many of those windows repeat the target file's left context that the
+# prompt already shows, how many show the target file *after* the cursor (which a
+# left-to-right prompt otherwise never sees), and how many come from other files. Round 1's
+# query includes the code after the cursor; round 2's (the local output joined to the left
+# context) does not.
+
+# %%
+from mccom_core.retrieval_study import makeup_summary, retrieval_makeup
+
+makeup = retrieval_makeup(rows, llm)
+makeup.to_csv(results / "block_makeup.csv", index=False)
+makeup_table = makeup_summary(makeup)
+makeup_table.to_csv(results / "block_makeup_summary.csv", index=False)
+if makeup_table.empty:
+    print("no task of these rows is in the default benchmark: no block makeup")
+else:
+    display(makeup_table.round(3))
+
 # %%
 fused = ablation.set_index(["setting", "role"])["em"]
 key = pd.DataFrame([
     {"metric": f"cloud EM, {s}", "paper": float("nan"), "measured": 100 * fused.get((s, "llm"), float("nan")),
      "unit": "%"} for s in ablation.loc[ablation.role == "llm", "setting"]]
     + [{"metric": f"ground truth retrieved, {row.setting}", "paper": float("nan"), "measured": 100 * row.hit_rate,
-        "unit": "%"} for row in fusion_table.itertuples() if row.setting in ("w = 0.00", "w = 1.00", "confidence (MCCom)")])
+        "unit": "%"} for row in fusion_table.itertuples() if row.setting in ("w = 0.00", "w = 1.00", "confidence (MCCom)")]
+    + [{"metric": f"retrieved windows repeating the shown left context, {row.retriever}", "paper": float("nan"),
+        "measured": 100 * row.visible_left_share, "unit": "%"} for row in makeup_table.itertuples()])
 key.to_csv(results / "key_numbers.csv", index=False)
 key

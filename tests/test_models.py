@@ -17,6 +17,7 @@ from mccom_core.models import (
     assemble_gguf,
     check_tokenizer_fits,
     load_model,
+    load_tokenizer,
     resolve_device,
     resolve_dtype,
     tokenizers_identical,
@@ -101,6 +102,23 @@ def test_local_checkpoint_roundtrip(tmp_path):
         assert torch.equal(lm.model(ids).logits, model(ids).logits)
     assert tokenizers_identical(lm.tokenizer, tok)
     assert not tokenizers_identical(tok, build_tiny_tokenizer(vocab_size=290))
+
+
+def test_load_tokenizer_from_the_conversion_cache_or_the_model(tmp_path, monkeypatch):
+    """A converted registry model's tokenizer loads without its weights; other specs load the model."""
+    tok = build_tiny_tokenizer()
+    model = tiny_qwen(tok, seed=4)
+    model.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    assert tokenizers_identical(load_tokenizer(str(tmp_path / "ckpt")), tok)  # a folder: via load_model
+
+    entry = RegistryEntry("fake-model", "org/fake", GgufParts(("p1",), ("part01.bin",), "ab" * 32, ("p==1",)),
+                          "fake", "none")
+    monkeypatch.setitem(REGISTRY, "fake-model", entry)
+    conv = models._converted_dir(f"fake-model-{'ab' * 6}")
+    tok.save_pretrained(conv)  # the conversion cache holds only a tokenizer: no weights are read
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("load_model was called"))
+    assert tokenizers_identical(load_tokenizer("fake-model"), tok)
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,8 @@ def test_05_retrieval_ablation_from_rows(tmp_path, rows_file):
     assert cascade["llm_share"].between(0, 1).all()
     # Hand-made task ids are not in the default benchmark: the fusion sweep has nothing to run on.
     assert pd.read_csv(tmp_path / "results" / "fusion_summary.csv").empty
+    makeup = pd.read_csv(tmp_path / "results" / "block_makeup_summary.csv")  # nor the block makeup
+    assert makeup.empty and "visible_left_share" in makeup.columns
     assert _figures(tmp_path, "05") == ["05_retrieval_ablation.png", "05_retrieval_ablation.svg"]
     assert image_outputs(out) == 1
 

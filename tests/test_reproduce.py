@@ -193,4 +193,9 @@ def test_quick_profile_end_to_end_on_tiny_checkpoints(tmp_path):
     assert obs["measured"].dropna().between(0, 100).all()
     fusion = pd.read_csv(rep.out_dir / "results" / "05_retrieval_ablation" / "fusion_summary.csv")
     assert (fusion["n"] == 2).all() and fusion["hit_rate"].between(0, 1).all()
+    makeup = pd.read_csv(rep.out_dir / "results" / "05_retrieval_ablation" / "block_makeup_summary.csv")
+    assert list(makeup["retriever"]) == ["round1", "repocoder", "mccom-fused"] and (makeup["n"] == 2).all()
+    shares = makeup[[c for c in makeup.columns if c.endswith("_share")]]
+    filled = makeup["windows"] > 0
+    assert ((shares[filled].sum(axis=1) - 1).abs() < 1e-9).all()  # every block window has one origin
     assert "## Key numbers beside the papers'" in rep.report.read_text()

@@ -96,55 +96,6 @@ def test_complete_tasks():
     assert len(complete_tasks(rows, ["slm", "llm"])) == len(rows)
 
 
-def test_fusion_hits_on_a_tiny_repository(tmp_path):
-    from mccom_core.retrieval import CompletionSite, RetrievalConfig, load_index
-    from mccom_core.study import fusion_hits
-
-    files = {
-        "target.py": "from geometry import area_of_circle\nfrom store import save_result\n\n"
-                     "def main(radius):\n    value = area_of_circle(radius)\n    save_result(value)\n    return value\n",
-        "geometry.py": "import math\n\ndef area_of_circle(radius):\n    return math.pi * radius ** 2\n",
-        "store.py": "import json\n\ndef save_result(value, path='out.json'):\n    with open(path, 'w') as fh:\n"
-                    "        json.dump(value, fh)\n",
-    }
-    root = tmp_path / "repo"
-    root.mkdir()
-    for name, text in files.items():
-        (root / name).write_text(text)
-    config = RetrievalConfig(window_lines=4, stride=2, top_k=10)
-    index = load_index(root, config, cache_root=tmp_path / "cache")
-    site = CompletionSite("def main(radius):\n    value = ", "", "target.py", (0, 7),
-                          slm_output="save_result(radius)", slm_confidence=0.6)
-    # Round 1 (w = 0) ranks geometry.py first; RepoCoder's query (w = 1) ranks store.py first.
-    got = fusion_hits(index, site, "def save_result(value, path='out.json'):", (0.0, 1.0), top_k=1, config=config)
-    assert [(h["setting"], h["weight"], h["hit"], h["rank"]) for h in got] == [
-        ("w = 0.00", 0.0, False, None), ("w = 1.00", 1.0, True, 0), ("confidence (MCCom)", 0.6, True, 0)]
-    wide = fusion_hits(index, site, "def save_result(value, path='out.json'):", (0.0,), top_k=3, config=config)
-    assert wide[0]["hit"] and wide[0]["rank"] == 1
-
-
-def test_fusion_summary():
-    from mccom_core.study import fusion_summary
-
-    frame = pd.DataFrame([
-        {"task_id": "a", "setting": "w = 0.00", "weight": 0.0, "hit": True, "rank": 0},
-        {"task_id": "b", "setting": "w = 0.00", "weight": 0.0, "hit": True, "rank": 3},
-        {"task_id": "a", "setting": "confidence (MCCom)", "weight": 0.7, "hit": False, "rank": None},
-        {"task_id": "b", "setting": "confidence (MCCom)", "weight": 0.2, "hit": True, "rank": 0},
-    ])
-    s = fusion_summary(frame).set_index("setting")
-    assert s.loc["w = 0.00", "hit_rate"] == 1.0 and s.loc["w = 0.00", "hit_at_1"] == 0.5
-    assert s.loc["confidence (MCCom)", "weight"] == pytest.approx(0.45) and s.loc["confidence (MCCom)", "n"] == 2
-    assert fusion_summary(frame.iloc[:0]).empty
-
-
-def test_fusion_sweep_leaves_out_tasks_not_in_the_benchmark():
-    from mccom_core.study import fusion_sweep
-
-    out = fusion_sweep(cascade_rows(), progress=False)  # t1..t8 are not default-benchmark ids
-    assert out.empty and list(out.columns) == ["task_id", "kind", "slm_em", "setting", "weight", "hit", "rank"]
-
-
 def test_paired_difference_exact():
     from mccom_core.study import paired_difference
 
