@@ -356,6 +356,24 @@ def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto")
     return LoadedModel(spec, model, tok, dev, dt, source, time.perf_counter() - start, from_cache)
 
 
+def warm_up(lm: LoadedModel, n_tokens: int = 256) -> None:
+    """One untimed forward pass over ``n_tokens`` tokens, so the first timed request is not the
+    one that pages the weights in and sizes the buffers.
+
+    Measured on the 2-core CPU: the first 1,012-token prefill of the 1.5B after a load took
+    25.8 s, the next one of the same length 13.0 s; every run that times a model warms it first.
+    """
+    import torch
+
+    if n_tokens < 1:
+        return
+    ids = torch.full((1, n_tokens), int(getattr(lm.tokenizer, "eos_token_id", None) or 0), device=lm.device)
+    with torch.inference_mode():
+        lm.model(input_ids=ids, use_cache=False)
+    if getattr(lm.device, "type", "cpu") == "cuda":
+        torch.cuda.synchronize(lm.device)
+
+
 def load_tokenizer(spec: str):
     """The tokenizer of ``spec`` alone, for token budgets without the weights.
 

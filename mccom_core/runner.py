@@ -197,6 +197,7 @@ def run_benchmark(
                 if cascade is None:  # loaded only once a task can run; a bad model spec is fatal
                     cascade = Cascade(*_models(config, slm, llm, device), config)
                     meta = _metadata(config, chash, cascade)
+                    _warm_up(cascade)
                 try:
                     for row in cascade.run(task, left, right, index, done.get(task.task_id)):
                         writer.write({**row, **meta, "written_at": time.time(),
@@ -219,6 +220,14 @@ def _models(config: CascadeConfig, slm, llm, device):
         if lm.spec != spec:
             raise MccomError(f"the {role} given is {lm.spec!r} but config.{role} is {spec!r}: make them agree")
     return slm, llm
+
+
+def _warm_up(cascade: Cascade) -> None:
+    """An untimed pass through each model before the first timed branch (see models.warm_up)."""
+    from mccom_core import models
+
+    for lm in (cascade.slm, cascade.llm):
+        models.warm_up(lm)
 
 
 def _metadata(config: CascadeConfig, chash: str, cascade: Cascade) -> dict:

@@ -19,6 +19,7 @@ from mccom_core.models import (
     load_model,
     load_tokenizer,
     resolve_device,
+    warm_up,
     resolve_dtype,
     tokenizers_identical,
 )
@@ -174,3 +175,16 @@ def test_tokenizer_must_fit_the_embeddings():
     small = tiny_qwen(build_tiny_tokenizer(vocab_size=290))
     with pytest.raises(MccomError, match="tokenizer has 320 tokens but the model embeds only 290"):
         check_tokenizer_fits(small, tok, "mismatch")
+
+
+def test_warm_up_runs_one_untimed_pass_of_the_asked_length():
+    from tests.conftest import as_loaded
+
+    tok = build_tiny_tokenizer()
+    lm = as_loaded(tiny_qwen(tok, seed=4), tok, "tiny")
+    seen = []
+    lm.model.register_forward_hook(lambda mod, args, kwargs, out: seen.append(kwargs["input_ids"].shape),
+                                   with_kwargs=True)
+    warm_up(lm, n_tokens=17)
+    warm_up(lm, n_tokens=0)  # nothing to do
+    assert seen == [torch.Size([1, 17])]
