@@ -247,9 +247,8 @@ def speed_note(rows) -> str:
     llm = rows[(rows["role"] == "llm") & (rows["prompt_tokens"] > 0)]
     if llm.empty or "written_at" not in llm:
         return ""
-    day = dt.datetime.fromtimestamp  # noqa: E731
-    per_day = (llm["prefill_ms"] / llm["prompt_tokens"]).groupby(
-        llm["written_at"].map(lambda t: day(t, dt.timezone.utc).strftime("%Y-%m-%d"))).agg(["median", "size"])
+    days = llm["written_at"].map(lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d"))
+    per_day = (llm["prefill_ms"] / llm["prompt_tokens"]).groupby(days).agg(["median", "size"])
     parts = [f"{d}: {r['median']:.1f} ms ({int(r['size'])} rows)" for d, r in per_day.iterrows()]
     return ("Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts)
             + ". A task's branches are timed on one day, so policies compare like with like; absolute "

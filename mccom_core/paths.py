@@ -16,6 +16,7 @@ from pathlib import Path
 from mccom_core.errors import MccomError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"  # the default benchmark's task files
 
 
 def cache_dir(*parts: str) -> Path:

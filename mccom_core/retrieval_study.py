@@ -20,21 +20,20 @@ import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
-from mccom_core.paths import PROJECT_ROOT
-
-DEFAULT_TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"
+from mccom_core.paths import DEFAULT_TASKS
 FUSION_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))  # 0 = round 1, 1 = RepoCoder
 MAKEUP_RETRIEVERS = ("round1", "repocoder", "mccom-fused")
 # Where a window of the prompt's retrieved block comes from (see block_makeup).
 ORIGINS = ("visible_left", "left_beyond_prompt", "after_cursor", "other_file")
 
 
-def slm_sites(results, *, tasks=DEFAULT_TASKS, progress: bool = True) -> Iterator[tuple]:
+def slm_sites(results, *, tasks=DEFAULT_TASKS, progress: bool = True, config=None) -> Iterator[tuple]:
     """``(task, slm_row, index, site)`` for every stored ``slm`` row whose task is in ``tasks``.
 
     ``site`` is the round-2 :class:`~mccom_core.retrieval.CompletionSite` (left and right
     context, target span, the SLM's output and confidence). Tasks not in ``tasks``, or whose
-    repository cannot be materialized, are left out. One index per repository snapshot.
+    repository cannot be materialized, are left out. One index per repository snapshot, built
+    with ``config`` (a :class:`~mccom_core.retrieval.RetrievalConfig`; default: the cascade's).
     """
     from tqdm.auto import tqdm
 
@@ -42,7 +41,7 @@ def slm_sites(results, *, tasks=DEFAULT_TASKS, progress: bool = True) -> Iterato
     from mccom_core.cascade import CascadeConfig
     from mccom_core.retrieval import CompletionSite, load_index
 
-    config = CascadeConfig().retrieval
+    config = config or CascadeConfig().retrieval
     by_id = {t.task_id: t for t in read_tasks(tasks).tasks}
     df = pd.DataFrame(results)
     slm = df[df["branch"] == "slm"].drop_duplicates("task_id").set_index("task_id") if len(df) else df
@@ -105,7 +104,7 @@ def fusion_sweep(results, weights: Sequence[float] = FUSION_WEIGHTS, *, tasks=DE
 
     config = CascadeConfig().retrieval
     rows = []
-    for task, row, index, site in slm_sites(results, tasks=tasks, progress=progress):
+    for task, row, index, site in slm_sites(results, tasks=tasks, progress=progress, config=config):
         for hit in fusion_hits(index, site, task.ground_truth, weights, top_k, config):
             rows.append({"task_id": task.task_id, "kind": task.kind, "slm_em": bool(row["em"]), **hit})
     return pd.DataFrame(rows, columns=["task_id", "kind", "slm_em", "setting", "weight", "hit", "rank"])
@@ -168,7 +167,7 @@ def retrieval_makeup(results, tokenizer, retrievers: Sequence[str] = MAKEUP_RETR
     config = cascade_config or CascadeConfig()
     strategies = [get_retriever(name, config.retrieval) for name in retrievers]
     rows = []
-    for task, _, index, site in slm_sites(results, tasks=tasks, progress=progress):
+    for task, _, index, site in slm_sites(results, tasks=tasks, progress=progress, config=config.retrieval):
         if isinstance(tokenizer, str):
             from mccom_core.models import load_tokenizer
 

@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
-from mccom_core.paths import PROJECT_ROOT
+from mccom_core.paths import DEFAULT_TASKS
 
-DEFAULT_TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"
 
 # The MCCom paper's observations (Lu et al., arXiv 2603.05974), in percent.
 PAPER_OBSERVATIONS = {
