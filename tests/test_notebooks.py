@@ -138,16 +138,36 @@ def test_01_quickstart_real_models(tmp_path):
     assert frame["confidence"].between(0, 1).all() and (frame["new_tokens"] > 0).all()
 
 
-def test_06_self_testing_cascade_slot(tmp_path):
+def test_06_self_testing_cascade_slot(tmp_path, monkeypatch):
     """The runner's slot for the self-testing cascade (its own issue): it runs on a few problems."""
     from mccom_core.reproduce import _ladder_data_dir
 
     data = _ladder_data_dir()
     if not data or not Path(data).is_dir():
         pytest.skip("the shared recordings (code_cascading_wizardcoder) are not here")
-    run_notebook("06_self_testing_cascade", tmp_path, data_dir=data, problems=10, seeds=[0], **_dirs(tmp_path))
-    assert any((tmp_path / "results").iterdir())
-    assert _figures(tmp_path, "06")
+    # a live ladder recorded by two tiny random models (the real run's layout), and a missing one
+    from mccom_core.ladder_live import LiveConfig, run_live
+    from tests.test_ladder_live import CONFIG, tiny_loaded
+
+    live = tmp_path / "live" / "humaneval"
+    with monkeypatch.context() as m:  # the tiny run's verdicts stay out of the shared execution cache
+        m.setenv("MCCOM_CACHE_DIR", str(tmp_path / "cache"))
+        run_live(LiveConfig(**{**CONFIG.__dict__, "problems": 5}), live, loader=lambda spec, device: tiny_loaded(spec))
+    run_notebook("06_self_testing_cascade", tmp_path, data_dir=data, problems=10, seeds=[0],
+                 live_dirs=[str(live), str(tmp_path / "no-live-run")], **_dirs(tmp_path))
+    res = tmp_path / "results"
+    pass1 = pd.read_csv(res / "pass_at_1.csv")
+    assert list(pass1["model"]) == ["7B", "13B", "34B"] and (pass1["n_problems"] == 10).all()
+    assert pass1[["greedy_pass@1", "sampled_pass@1"]].stack().between(0, 1).all()
+    assert len(pd.read_csv(res / "savings.csv")) == 1  # one seed
+    vs = pd.read_csv(res / "savings_vs_paper.csv")
+    assert {"measure", "measured", "paper"} <= set(vs.columns) and len(vs) == 3
+    live_vs = pd.read_csv(res / "live_vs_paper.csv")
+    assert len(live_vs) == 2 and live_vs["measure"].str.startswith("live humaneval").all()
+    assert len(pd.read_csv(res / "live_humaneval_savings.csv")) == 1
+    assert set(pd.read_csv(res / "live_humaneval_fronts.csv")["front"]) <= {"cascade", "single"}
+    figs = _figures(tmp_path, "06")
+    assert "06_fronts_test.png" in figs and "06_live_humaneval_fronts_test.png" in figs
 
 
 def test_05_with_core_branches_only(tmp_path):

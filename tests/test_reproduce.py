@@ -130,6 +130,9 @@ def test_profiles():
     v = quick.values(Path("/tmp/out"))
     assert v["cascade_rows"] == "/tmp/out/cascade_rows.jsonl" and v["figures_dir"] == "/tmp/out/figures"
     assert Path(paper.values(Path("/tmp/out"))["figures_dir"]).is_absolute()
+    live = [Path(d) for d in v["live_dirs"]]  # the committed live ladders, by absolute path
+    assert [d.parts[-3:] for d in live] == [("results", "ladder_live", "humaneval"), ("results", "ladder_live", "mbpp")]
+    assert all(d.is_absolute() for d in live)
     with pytest.raises(MccomError, match="unknown profile"):
         get_profile("fast")
     with pytest.raises(MccomError, match="unknown parameters"):
