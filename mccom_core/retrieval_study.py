@@ -140,6 +140,19 @@ def window_origin(window, target_path: str, target_span: tuple[int, int], shown_
     return "visible_left" if text and text in shown_left else "left_beyond_prompt"
 
 
+def novel_hits(hits, target_path: str, target_span: tuple[int, int], shown_left: str, k: int) -> list:
+    """The ``k`` best of ``hits`` (best first) without the windows that repeat the shown left context.
+
+    A window of origin ``visible_left`` (see :func:`window_origin`) spends prompt-block tokens on
+    lines the prompt shows anyway. Ask the retriever for more than ``k`` windows, then keep the
+    first ``k`` of the others; ranks are renumbered from 0.
+    """
+    from dataclasses import replace
+
+    kept = [h for h in hits if window_origin(h.window, target_path, target_span, shown_left) != "visible_left"]
+    return [replace(h, rank=i) for i, h in enumerate(kept[:k])]
+
+
 def block_makeup(hits, target_path: str, target_span: tuple[int, int], shown_left: str) -> dict[str, int]:
     """Counts of :func:`window_origin` over the windows of a prompt block (all ORIGINS keys)."""
     counts = dict.fromkeys(ORIGINS, 0)

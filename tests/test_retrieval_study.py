@@ -9,6 +9,7 @@ from mccom_core.benchmarks import BenchmarkConfig, build_tasks, save_tasks
 from mccom_core.repo_index import Window
 from mccom_core.retrieval import Hit
 from mccom_core.retrieval_study import (ORIGINS, block_makeup, fusion_hits, fusion_summary, fusion_sweep,
+                                        novel_hits,
                                         makeup_summary, retrieval_makeup, window_origin)
 from tests.notebook_helpers import cascade_rows
 from tests.test_cascade import write_repo
@@ -80,6 +81,21 @@ def test_window_origin_and_block_makeup_exact():
     assert block_makeup(hits[:1] * 3, "t.py", span, LEFT) == {
         "visible_left": 3, "left_beyond_prompt": 0, "after_cursor": 0, "other_file": 0}
     assert block_makeup([], "t.py", span, LEFT) == dict.fromkeys(ORIGINS, 0)
+
+
+def test_novel_hits_drop_windows_the_prompt_shows_and_renumber():
+    shown = LEFT[LEFT.index("def load"):]
+    span = (7, 8)
+    hits = [
+        hit("t.py", 2, 5, "def load(path):\n    with open(path) as fh:\n        return fh.read()", 0),  # shown
+        hit("u.py", 0, 3, "def load(path):", 1),
+        hit("t.py", 0, 3, "import os\n\ndef load(path):", 2),  # cut from the prompt: kept
+        hit("t.py", 8, 10, "    print(load('x'))\n", 3),
+    ]
+    kept = novel_hits(hits, "t.py", span, shown, k=2)
+    assert [(h.window.path, h.window.start, h.rank) for h in kept] == [("u.py", 0, 0), ("t.py", 0, 1)]
+    assert [h.window.start for h in novel_hits(hits, "t.py", span, shown, k=10)] == [0, 0, 8]
+    assert novel_hits(hits[:1], "t.py", span, shown, k=3) == []
 
 
 def test_makeup_summary_exact():
