@@ -118,13 +118,24 @@ def _allowed_ids(index: _HealIndex, remaining: str) -> torch.Tensor:
     return ids[keep]
 
 
+def _special_ids(tokenizer) -> set[int]:
+    """Ids of every special token, including added ones outside ``all_special_ids``.
+
+    Qwen's FIM markers (``<|fim_middle|>``...) are added tokens flagged special but are not
+    in ``all_special_ids``; a prompt ending in one must not be healed (re-typing a control
+    token would force it into the output).
+    """
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return set(tokenizer.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
+
+
 def _split_heal(tokenizer, text: str, enabled: bool) -> tuple[list[int], str]:
     """Tokenize the prompt; with healing, drop its last token and return its text."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
     if not ids:
         raise MccomError("empty prompt: there is nothing to complete from; give some left context")
-    if not enabled or len(ids) < 2 or ids[-1] in set(tokenizer.all_special_ids):
+    if not enabled or len(ids) < 2 or ids[-1] in _special_ids(tokenizer):
         return ids, ""
     heal = text[offsets[-1][0]:]
     if not heal or _allowed_ids(_heal_index(tokenizer), heal).numel() == 0:

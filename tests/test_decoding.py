@@ -12,6 +12,7 @@ from mccom_core.decoding import (
     DecodeConfig,
     _allowed_ids,
     _heal_index,
+    _split_heal,
     _statement_complete,
     _visible_stop,
     complete,
@@ -123,6 +124,16 @@ def test_token_healing_retypes_indentation(bigram_factory, tiny_tokenizer):
     # Without healing the prompt ends in an unusual token and the model gives up.
     plain = complete(lm, "def add(a, b):\n" + "    ", NO_HEAL)
     assert plain.text == "" and plain.stop_reason == "eos"
+
+
+def test_a_prompt_ending_in_a_fim_marker_is_not_healed(tiny_tokenizer):
+    # The FIM markers are added special tokens that are not in all_special_ids.
+    tok = tiny_tokenizer
+    assert tok.convert_tokens_to_ids("<|fim_middle|>") not in tok.all_special_ids
+    text = "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n<|fim_middle|>"
+    ids, heal = _split_heal(tok, text, True)
+    assert heal == "" and ids == tok(text, add_special_tokens=False)["input_ids"]
+    assert _split_heal(tok, "def add(a, b):\n    ", True)[1] == "    "  # plain prompts still heal
 
 
 def test_heal_constraint_allows_prefixes_and_extensions(tiny_tokenizer):
