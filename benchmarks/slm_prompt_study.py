@@ -54,6 +54,7 @@ from mccom_core.retrieval import CompletionSite, get_retriever, load_index  # no
 from mccom_core.retrieval_prompt import fit_block  # noqa: E402
 from mccom_core.retrieval_study import block_makeup, novel_hits  # noqa: E402
 from mccom_core.runner import package_versions, read_results, select_tasks  # noqa: E402
+from mccom_core.study import paired_difference  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = ("left", "left+novel", "fim", "fim+novel")
@@ -185,15 +186,13 @@ def report(rows: pd.DataFrame, args) -> str:
                 f"| {v['confidence'].mean():.2f} | {v['prompt_tokens'].mean():.0f} | {v['windows'].mean():.1f} "
                 f"| {_pct(share)} | {_pct(v['truth_in_block'].mean())} | {_pct(v['indent_ok'].mean())} "
                 f"| {v['prefill_ms'].mean() / 1e3:.2f} | {v['decode_ms'].mean() / 1e3:.2f} |")
-    wide = rows.pivot_table(index="task_id", columns="variant", values="em", aggfunc="first").astype(float)
     lines += ["", "Paired against `left` (the cascade's prompt), exact match, same tasks:", ""]
-    rng = np.random.default_rng(0)
+    paired = rows.rename(columns={"variant": "branch"})
     for variant in VARIANTS[1:]:
-        d = (wide[variant] - wide["left"]).to_numpy()
-        boots = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(2000)]
-        lines.append(f"- `{variant}` minus `left`: {100 * d.mean():+.1f} points (95% paired bootstrap "
-                     f"{100 * np.percentile(boots, 2.5):+.1f} to {100 * np.percentile(boots, 97.5):+.1f}); "
-                     f"better on {int((d > 0).sum())}, worse on {int((d < 0).sum())} of {len(d)} tasks.")
+        d = paired_difference(paired, variant, "left", "em")
+        lines.append(f"- `{variant}` minus `left`: {100 * d['diff']:+.1f} points (95% paired bootstrap "
+                     f"{100 * d['lo']:+.1f} to {100 * d['hi']:+.1f}); better on {d['wins']}, worse on "
+                     f"{d['losses']} of {d['n']} tasks.")
     same = rows.loc[rows["variant"] == "left", "same_as_cascade"]
     lines += ["", f"Check: the recomputed `left` output equals the cascade's stored SLM output on "
                   f"{int(same.sum())} of {len(same)} tasks.", ""]
