@@ -63,6 +63,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu_name() -> str:
+    """The processor's model name and core count, e.g. ``"AMD EPYC, 2 cores"`` (rows carry it)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
 def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | None = None) -> list[Task]:
     """Tasks of ``kind`` (all kinds when None), at most ``limit`` per kind.
 
@@ -236,7 +248,7 @@ def _metadata(config: CascadeConfig, chash: str, cascade: Cascade) -> dict:
 
     return {"config_hash": chash, "config": json.loads(json.dumps(asdict(config))),
             "slm_spec": cascade.slm.spec, "llm_spec": cascade.llm.spec, "versions": package_versions(),
-            "device": str(cascade.slm.device), "torch_threads": torch.get_num_threads()}
+            "device": str(cascade.slm.device), "cpu": cpu_name(), "torch_threads": torch.get_num_threads()}
 
 
 def _progress(items: list, enabled: bool):
