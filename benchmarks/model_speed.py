@@ -17,7 +17,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from mccom_core.decoding import DecodeConfig, complete  # noqa: E402
 from mccom_core.models import load_model  # noqa: E402
+from mccom_core.runner import cpu_name  # noqa: E402
 
 SOURCES = ["rank_bm25", "papermill.execute", "papermill.parameterize", "papermill.translators", "jupytext.cell_reader"]
 
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         table.append("| " + " | ".join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    text = (f"# Model speed\n\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    text = (f"# Model speed\n\nMachine: {cpu_name()}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads). 1-minute load average at the end: "
             f"{os.getloadavg()[0]:.1f}. Medians of {args.repeats} runs.\n\nCommand: `python benchmarks/model_speed.py"
             f"{' --skip-cold' if args.skip_cold else ''}`\n\n" + "\n".join(table) + "\n")

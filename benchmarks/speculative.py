@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +43,7 @@ from mccom_core.errors import MccomError  # noqa: E402
 from mccom_core.metrics import exact_match  # noqa: E402
 from mccom_core.models import load_model  # noqa: E402
 from mccom_core.prompts import PromptConfig, build_prompt  # noqa: E402
+from mccom_core.runner import cpu_name  # noqa: E402
 from mccom_core.speculative import acceptance, method_frame, speedups  # noqa: E402
 
 CFG = DecodeConfig(stop="line", max_new_tokens=48, token_healing=False)
@@ -227,8 +227,7 @@ def main(argv=None) -> int:
                    + " | ".join(f"m={m}" for m in sizes) + " |\n|---|" + "---:|" * len(sizes) + "\n"
                    + "".join(f"| {name} | " + " | ".join(f"{v:.0f}" for v in c.values()) + " |\n"
                              for name, c in costs.items()))
-    header = (f"# Speculative decoding on real lines\n\nMachine: {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, device "
+    header = (f"# Speculative decoding on real lines\n\nMachine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device "
               f"{'cuda' if torch.cuda.is_available() else 'cpu'}. Left context up to "
               f"{rows[0]['max_left_tokens'] if rows else '?'} tokens; cursor at line start, token healing off (see the "
               f"script's docstring). 1-minute load average while measuring: median {statistics.median(loads) if loads else 0:.1f} "

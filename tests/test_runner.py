@@ -73,6 +73,7 @@ def test_end_to_end_rows_skips_and_sweep(bench, pair, tmp_path):
     assert first["config"]["max_left_tokens"] == 128 and first["device"] == "cpu"
     assert set(first["versions"]) >= {"python", "torch", "transformers", "mccom-workbench"}
     assert (df["load_average"] >= 0).all()  # how busy the machine was when each row's timings were taken
+    assert (df["cpu"] == runner_mod.cpu_name()).all() and runner_mod.cpu_name().endswith(" cores")
     frame = sweep(df, [0.0, 0.5, 1.0])
     assert (frame["n"] == len(tasks)).all()
     assert frame[frame["policy"] == "always-llm"]["llm_share"].eq(1.0).all()
