@@ -238,13 +238,12 @@ def speed_note(rows) -> str:
     if llm.empty or "written_at" not in llm:
         return ""
     days = llm["written_at"].map(lambda t: dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d"))
-    cpus = (llm["cpu"].fillna("CPU not recorded") if "cpu" in llm
-            else pd.Series("CPU not recorded", index=llm.index))
+    cpus = llm.get("cpu", pd.Series(None, index=llm.index, dtype=object)).fillna("CPU not recorded")
     per_day = (llm["prefill_ms"] / llm["prompt_tokens"]).groupby([days, cpus]).agg(["median", "size"])
     parts = [f"{d} ({c}): {r['median']:.1f} ms ({int(r['size'])} rows)" for (d, c), r in per_day.iterrows()]
     return ("Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts)
             + ". A task's branches are timed on one day, so policies compare like with like; absolute "
-            "seconds mix the days.")
+            "seconds mix the days and machines.")
 
 
 def report(rows, args, run_note: str) -> str:

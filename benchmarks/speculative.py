@@ -227,7 +227,8 @@ def main(argv=None) -> int:
                    + " | ".join(f"m={m}" for m in sizes) + " |\n|---|" + "---:|" * len(sizes) + "\n"
                    + "".join(f"| {name} | " + " | ".join(f"{v:.0f}" for v in c.values()) + " |\n"
                              for name, c in costs.items()))
-    header = (f"# Speculative decoding on real lines\n\nMachine: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device "
+    header = (f"# Speculative decoding on real lines\n\nMachine: {cpu_name()}, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, device "
               f"{'cuda' if torch.cuda.is_available() else 'cpu'}. Left context up to "
               f"{rows[0]['max_left_tokens'] if rows else '?'} tokens; cursor at line start, token healing off (see the "
               f"script's docstring). 1-minute load average while measuring: median {statistics.median(loads) if loads else 0:.1f} "
