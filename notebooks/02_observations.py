@@ -24,12 +24,14 @@
 # 4. it reaches **73.8 %** of the cloud model's exact match.
 #
 # Here they are measured on the default benchmark's real repositories with the models named
-# in the parameters (`slm_noretrieval` is the local model without retrieval).
+# in the parameters (`slm_noretrieval` is the local model without retrieval, an ablation run on
+# the first `ablation_per_kind` tasks of each kind; `n_tasks` says how many tasks each number has).
 
 # %% tags=["parameters"]
 slm = "qwen2.5-coder-0.5b"  # local model: a registry name or a checkpoint folder (absolute)
 llm = "qwen2.5-coder-1.5b"  # cloud model
 per_kind = 300  # tasks per kind (line, stmt); the paper uses up to 1,000
+ablation_per_kind = 100  # of those, tasks per kind that also run the local model without retrieval
 compute = True  # run the branches missing from cascade_rows; False: read the rows as stored
 device = "auto"
 cascade_rows = "/work/main/benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (absolute)
@@ -45,11 +47,14 @@ from mccom_core import plots
 from mccom_core.cascade import CORE_BRANCHES, branch_stats
 from mccom_core.study import cascade_results, observations
 
-per_kind, compute = int(per_kind), bool(compute)
+per_kind, ablation_per_kind, compute = int(per_kind), int(ablation_per_kind), bool(compute)
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
-rows = cascade_results(cascade_rows, slm=slm, llm=llm, per_kind=per_kind, compute=compute, device=device,
-                       branches=CORE_BRANCHES + ("slm_noretrieval",))
+# The cascade's three branches on every task; the no-retrieval local model is an ablation
+# branch, computed (as in notebook 05) on the first `ablation_per_kind` tasks of each kind.
+cascade_results(cascade_rows, slm=slm, llm=llm, per_kind=per_kind, compute=compute, device=device)
+rows = cascade_results(cascade_rows, slm=slm, llm=llm, per_kind=min(ablation_per_kind, per_kind), compute=compute,
+                       device=device, branches=CORE_BRANCHES + ("slm_noretrieval",))
 print(f"{rows['task_id'].nunique()} tasks, {len(rows)} branch rows; local {slm}, cloud {llm}")
 
 # %% [markdown]

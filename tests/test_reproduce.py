@@ -184,16 +184,19 @@ def test_quick_profile_end_to_end_on_tiny_checkpoints(tmp_path):
 
     slm, llm = save_tiny_checkpoint(tmp_path / "slm", 0), save_tiny_checkpoint(tmp_path / "llm", 1)
     rep = reproduce("quick", tmp_path / "out", ["01", "02", "03", "05"], progress=False,
-                    overrides={"slm": str(slm), "llm": str(llm), "device": "cpu", "per_kind": 1,
+                    overrides={"slm": str(slm), "llm": str(llm), "device": "cpu", "per_kind": 2,
                                "ablation_per_kind": 1})
     assert [r.ok for r in rep.runs] == [True] * 4, [r.error for r in rep.runs]
     rows = pd.read_json(rep.out_dir / "cascade_rows.jsonl", lines=True)
-    # One task per kind; core branches + slm_noretrieval (02) + the other ablation branches (05).
-    assert rows["task_id"].nunique() == 2 and len(rows) == 2 * 7
+    # Two tasks per kind get the core branches; one per kind also slm_noretrieval (02) and the
+    # other ablation branches (05).
+    assert rows["task_id"].nunique() == 4 and len(rows) == 4 * 3 + 2 * 4
     kn = key_numbers(rep.runs)
     assert set(kn["notebook"]) == {"02_observations", "03_cascade_tradeoffs", "05_retrieval_ablation"}
     obs = pd.read_csv(rep.out_dir / "results" / "02_observations" / "observations.csv")
     assert obs["measured"].dropna().between(0, 100).all()
+    assert dict(zip(obs["metric"], obs["n_tasks"])) == {"slm_output_in_left_pct": 4, "slm_llm_es_pct": 4,
+                                                        "slm_em_no_retrieval_pct": 2, "slm_vs_llm_em_pct": 4}
     fusion = pd.read_csv(rep.out_dir / "results" / "05_retrieval_ablation" / "fusion_summary.csv")
     assert (fusion["n"] == 2).all() and fusion["hit_rate"].between(0, 1).all()
     makeup = pd.read_csv(rep.out_dir / "results" / "05_retrieval_ablation" / "block_makeup_summary.csv")
