@@ -98,7 +98,8 @@ def branch_table(rows) -> list[str]:
         out.append("")
         out.append(f"Warm SLM requests reused {warm['warm_reused_tokens'].mean():.0f} of "
                    f"{warm['prompt_tokens'].mean():.0f} prompt tokens on average; the warm output equals the "
-                   f"cold one on {int(warm['warm_same_output'].astype(bool).sum())} of {len(warm)} tasks.")
+                   f"cold one on {int(warm['warm_same_output'].astype(bool).sum())} of {len(warm)} requests "
+                   f"({', '.join(f'{b}: {n}' for b, n in warm['branch'].value_counts(sort=False).items())}).")
     return out
 
 

@@ -347,8 +347,7 @@ def write_report(profile: Profile, out: Path, runs: Sequence[NotebookRun], value
 
 
 def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(base))
-    except ValueError:
-        return str(path)
+    """``path`` relative to the report's folder ``base`` (``../`` where it lies outside, e.g. the
+    project's figures/), so the report's links work wherever the project is cloned."""
+    return os.path.relpath(Path(path).resolve(), Path(base).resolve())
 

@@ -161,9 +161,13 @@ def test_06_self_testing_cascade_slot(tmp_path, monkeypatch):
     assert pass1[["greedy_pass@1", "sampled_pass@1"]].stack().between(0, 1).all()
     assert len(pd.read_csv(res / "savings.csv")) == 1  # one seed
     vs = pd.read_csv(res / "savings_vs_paper.csv")
-    assert {"measure", "measured", "paper"} <= set(vs.columns) and len(vs) == 3
+    assert {"measure", "measured", "paper", "unit"} <= set(vs.columns) and len(vs) == 3
+    savings = pd.read_csv(res / "savings.csv")  # the comparison states the savings in percent
+    assert vs.set_index("measure").loc["max saving", "measured"] == pytest.approx(100 * savings["max_saving"].max())
+    assert (vs["unit"] == "%").all()
     live_vs = pd.read_csv(res / "live_vs_paper.csv")
     assert len(live_vs) == 2 and live_vs["measure"].str.startswith("live humaneval").all()
+    assert (live_vs["unit"] == "%").all()
     assert len(pd.read_csv(res / "live_humaneval_savings.csv")) == 1
     assert set(pd.read_csv(res / "live_humaneval_fronts.csv")["front"]) <= {"cascade", "single"}
     figs = _figures(tmp_path, "06")

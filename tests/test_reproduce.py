@@ -116,6 +116,14 @@ def test_report_has_status_failure_key_numbers_and_figures(run):
     assert "| 01_good | max saving | up to 70% | 0.6 |  |" in text
 
 
+def test_report_links_are_relative_to_the_report(notebooks, tmp_path):
+    """Figures outside the output folder (the paper profile's figures/) get ../ links."""
+    out, figs = tmp_path / "build" / "paper", tmp_path / "figures"
+    rep = reproduce(Profile("test", figures_dir=str(figs)), out, ["01"], notebooks_dir=notebooks, progress=False)
+    assert "![01_line](../../figures/01_line.png)" in rep.report.read_text()
+    assert (rep.report.parent / "../../figures/01_line.png").resolve() == (figs / "01_line.png").resolve()
+
+
 def test_discover_and_select(notebooks):
     assert [p.stem for p in discover(notebooks)] == ["01_good", "02_bad", "03_last"]
     assert [p.stem for p in discover(notebooks, ["3", "01_good"])] == ["01_good", "03_last"]
