@@ -1,8 +1,8 @@
 """Benchmark the MCCom cascade with the real Qwen2.5-Coder pair: every policy, both accountings.
 
 Runs N tasks per kind of the default benchmark through the cascade branches (SLM, LLM direct,
-LLM after rejection) with :func:`mccom_core.runner.run_benchmark`, then computes every policy
-from the stored rows (:func:`mccom_core.policies.summary`), the two paper observations, and
+LLM after rejection) with :func:`mccom_core.cascade.runner.run_benchmark`, then computes every policy
+from the stored rows (:func:`mccom_core.cascade.policies.summary`), the two paper observations, and
 where the time goes, and writes ``benchmarks/results/cascade.md``.
 
 The rows go to ``benchmarks/results/cascade_rows.jsonl``; the runner resumes from them, so a
@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mccom_core.cascade import CascadeConfig, branch_stats, config_hash
+from mccom_core.cascade.engine import CascadeConfig, branch_stats, config_hash
 from mccom_core.errors import MccomError
 from mccom_core.paths import PROJECT_ROOT
-from mccom_core.policies import paper_comparison, summary
-from mccom_core.runner import cpu_name, package_versions, read_results, run_benchmark
-from mccom_core.study import paired_difference, retrieval_ablation, slm_missed_tasks
+from mccom_core.cascade.policies import paper_comparison, summary
+from mccom_core.cascade.runner import cpu_name, package_versions, read_results, run_benchmark
+from mccom_core.lab.study import paired_difference, retrieval_ablation, slm_missed_tasks
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
@@ -140,7 +140,7 @@ def retrieval_section(rows) -> list[str]:
 
 def makeup_section(rows) -> list[str]:
     """Issue #4: what the prompt's retrieved block holds (BM25 and the tokenizer only)."""
-    from mccom_core.retrieval_study import makeup_summary, retrieval_makeup
+    from mccom_core.lab.retrieval_study import makeup_summary, retrieval_makeup
 
     summary_ = makeup_summary(retrieval_makeup(rows, rows["llm_spec"].iloc[0], progress=False))
     if summary_.empty:
@@ -216,7 +216,7 @@ def llm_share_floor(table) -> list[str]:
             f"share is at least rejection-only's, {100 * floor:.1f}% here (the 0.5B's miss rate under this "
             f"user; its EM is {100 * slm_em:.1f}%). A share of at most {100 * TARGET_LLM_SHARE:.0f}% needs a local "
             f"model that is right at least {100 * (1 - TARGET_LLM_SHARE):.0f}% of the time, or a more lenient "
-            f"user (`mccom_core.users`: edit similarity, correct prefix)."]
+            f"user (`mccom_core.cascade.users`: edit similarity, correct prefix)."]
 
 
 def load_note(rows) -> str:
@@ -346,7 +346,7 @@ def main(argv=None) -> int:
     config = CascadeConfig()
     note = "Report from stored rows only."
     if not args.report_only:
-        from mccom_core.models import load_model
+        from mccom_core.lm.models import load_model
 
         load = os.getloadavg()[0]
         slm, llm = load_model(config.slm, device=args.device), load_model(config.llm, device=args.device)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from mccom_core.errors import MccomError
-    from mccom_core.ladder_live import LiveConfig, run_live
+    from mccom_core.ladder.live import LiveConfig, run_live
 
     counts = args.problems or [None]
     if len(counts) == 1:
@@ -90,8 +90,8 @@ def _header(args) -> str:
 def _section(bench: str, config, out_dir: Path, seeds) -> str:
     import pandas as pd
 
-    from mccom_core import ladder, ladder_cost, ladder_plans
-    from mccom_core.ladder_plans import PAPER_CLAIMS
+    from mccom_core.ladder import cost as ladder_cost, plans as ladder_plans, replay as ladder
+    from mccom_core.ladder.plans import PAPER_CLAIMS
 
     outcomes = ladder.load_outcomes(out_dir / "outcomes.parquet")
     models = list(config.models)
@@ -165,7 +165,7 @@ def _in_sample(arr, cost):
     import numpy as np
     import pandas as pd
 
-    from mccom_core import ladder_plans
+    from mccom_core.ladder import plans as ladder_plans
 
     plans = ladder_plans.enumerate_plans(len(arr.models), arr.options)
     c, sc = ladder_plans.evaluate_plans(arr, plans, cost, "readme")

@@ -34,9 +34,8 @@ def main(argv=None) -> int:
 
     cache_root = tempfile.mkdtemp(prefix="mccom-ladder-bench-")
     os.environ["MCCOM_CACHE_DIR"] = cache_root  # cold: an empty exec cache
-    import pandas as pd
 
-    from mccom_core import ladder, ladder_cost, ladder_data, ladder_plans
+    from mccom_core.ladder import cost as ladder_cost, data as ladder_data, plans as ladder_plans, replay as ladder
     from mccom_core.paths import shared_data_dir
 
     data = Path(args.data) if args.data else shared_data_dir() / "code_cascading_wizardcoder"
@@ -112,7 +111,7 @@ def _acceptance_rates(outcomes):
     """Share of (rung, problem, run) cases each rule adopts at a few theta (k=5, l=4)."""
     import pandas as pd
 
-    from mccom_core.ladder import accept_authors_code, accept_readme
+    from mccom_core.ladder.replay import accept_authors_code, accept_readme
 
     sub = outcomes[(outcomes["k"] == 5) & (outcomes["l"] == 4)]
     rows = []
@@ -140,9 +139,8 @@ def _fmt(df) -> str:
 
 def _report(args, data, gens, load_s, timings, pass1, formula_c, costs, fronts, savings, search_s,
             accept_rates, arr, agreement) -> str:
-    import numpy as np
 
-    from mccom_core.ladder_plans import PAPER_CLAIMS
+    from mccom_core.ladder.plans import PAPER_CLAIMS
 
     cold_s, cold = timings["cold"]
     warm_s, warm = timings["warm"]

@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mccom_core.decoding import DecodeConfig, complete  # noqa: E402
-from mccom_core.models import load_model  # noqa: E402
-from mccom_core.runner import cpu_name  # noqa: E402
+from mccom_core.lm.decoding import DecodeConfig, complete  # noqa: E402
+from mccom_core.lm.models import load_model  # noqa: E402
+from mccom_core.cascade.runner import cpu_name  # noqa: E402
 
 SOURCES = ["rank_bm25", "papermill.execute", "papermill.parameterize", "papermill.translators", "jupytext.cell_reader"]
 
@@ -47,7 +47,7 @@ def load_in_subprocess(spec: str, cache: str | None) -> float:
     env = dict(os.environ)
     if cache:
         env["MCCOM_CACHE_DIR"] = cache
-    code = (f"import json; from mccom_core.models import load_model; lm = load_model({spec!r}, device='cpu'); "
+    code = (f"import json; from mccom_core.lm.models import load_model; lm = load_model({spec!r}, device='cpu'); "
             "print(json.dumps({'s': lm.load_seconds, 'cached': lm.from_cache}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["s"]

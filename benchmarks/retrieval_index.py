@@ -38,11 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mccom_core import code_tokens
+from mccom_core.retrieval import code_tokens
 from mccom_core.paths import PROJECT_ROOT, cache_dir
-from mccom_core.repo_index import RepoIndex, build_index
-from mccom_core.retrieval import CompletionSite, RetrievalConfig, get_retriever
-from mccom_core.runner import cpu_name
+from mccom_core.retrieval.index import RepoIndex, build_index
+from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig
+from mccom_core.retrieval.retrievers import get_retriever
+from mccom_core.cascade.runner import cpu_name
 
 # (label, pip requirement): small, large, very large.
 REPOS = [

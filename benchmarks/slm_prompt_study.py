@@ -12,7 +12,7 @@ from the issue's targets. Two changes could raise the SLM's exact match without 
   removed from what the user sees (an editor would not insert them either); confidence then
   skips the leading whitespace-only tokens.
 * ``novel``: the retrieved block without the windows that repeat left context the prompt
-  already shows (57-67% of the block in cascade.md; :func:`mccom_core.retrieval_study.novel_hits`):
+  already shows (57-67% of the block in cascade.md; :func:`mccom_core.lab.retrieval_study.novel_hits`):
   round 1 asks for 4x top-k windows and keeps the best top-k of the others.
 
 Variants (the SLM alone, cold, same tasks, same decoding as the cascade's ``slm`` branch):
@@ -42,19 +42,21 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mccom_core.benchmarks import materialize, read_tasks, task_context  # noqa: E402
-from mccom_core.cascade import CascadeConfig, config_hash  # noqa: E402
-from mccom_core.decoding import complete  # noqa: E402
-from mccom_core.drafting import make_drafter  # noqa: E402
+from mccom_core.cascade.snapshots import materialize  # noqa: E402
+from mccom_core.cascade.tasks import read_tasks, task_context  # noqa: E402
+from mccom_core.cascade.engine import CascadeConfig, config_hash  # noqa: E402
+from mccom_core.lm.decoding import complete  # noqa: E402
+from mccom_core.lm.drafting import make_drafter  # noqa: E402
 from mccom_core.errors import MccomError  # noqa: E402
-from mccom_core.metrics import edit_similarity, exact_match  # noqa: E402
+from mccom_core.cascade.metrics import edit_similarity, exact_match  # noqa: E402
 from mccom_core.paths import DEFAULT_TASKS  # noqa: E402
-from mccom_core.prompts import PromptConfig, build_prompt, truncate_left  # noqa: E402
-from mccom_core.retrieval import CompletionSite, get_retriever, load_index  # noqa: E402
-from mccom_core.retrieval_prompt import fit_block  # noqa: E402
-from mccom_core.retrieval_study import block_makeup, novel_hits  # noqa: E402
-from mccom_core.runner import package_versions, read_results, select_tasks  # noqa: E402
-from mccom_core.study import paired_difference  # noqa: E402
+from mccom_core.lm.prompts import PromptConfig, build_prompt, truncate_left  # noqa: E402
+from mccom_core.retrieval.queries import CompletionSite  # noqa: E402
+from mccom_core.retrieval.retrievers import get_retriever, load_index  # noqa: E402
+from mccom_core.retrieval.prompt import fit_block  # noqa: E402
+from mccom_core.lab.retrieval_study import block_makeup, novel_hits  # noqa: E402
+from mccom_core.cascade.runner import package_versions, read_results, select_tasks  # noqa: E402
+from mccom_core.lab.study import paired_difference  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = ("left", "left+novel", "fim", "fim+novel")
@@ -109,7 +111,7 @@ def run_variant(variant, lm, task, left, right, hits, config: CascadeConfig) -> 
 
 
 def measure(args, config: CascadeConfig) -> None:
-    from mccom_core.models import load_model
+    from mccom_core.lm.models import load_model
 
     stored = read_results(args.cascade_rows, config_hash(config))
     slm_rows = stored[stored["branch"] == "slm"].set_index("task_id") if len(stored) else stored

@@ -36,15 +36,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mccom_core.benchmarks import load_tasks, materialize, task_context  # noqa: E402
-from mccom_core.decoding import DecodeConfig, complete  # noqa: E402
-from mccom_core.drafting import make_drafter  # noqa: E402
+from mccom_core.cascade.tasks import load_tasks, task_context  # noqa: E402
+from mccom_core.cascade.snapshots import materialize  # noqa: E402
+from mccom_core.lm.decoding import DecodeConfig, complete  # noqa: E402
+from mccom_core.lm.drafting import make_drafter  # noqa: E402
 from mccom_core.errors import MccomError  # noqa: E402
-from mccom_core.metrics import exact_match  # noqa: E402
-from mccom_core.models import load_model  # noqa: E402
-from mccom_core.prompts import PromptConfig, build_prompt  # noqa: E402
-from mccom_core.runner import cpu_name  # noqa: E402
-from mccom_core.speculative import acceptance, method_frame, speedups  # noqa: E402
+from mccom_core.cascade.metrics import exact_match  # noqa: E402
+from mccom_core.lm.models import load_model  # noqa: E402
+from mccom_core.lm.prompts import PromptConfig, build_prompt  # noqa: E402
+from mccom_core.cascade.runner import cpu_name  # noqa: E402
+from mccom_core.lab.speculative import acceptance, method_frame, speedups  # noqa: E402
 
 CFG = DecodeConfig(stop="line", max_new_tokens=48, token_healing=False)
 
@@ -128,7 +129,7 @@ def pass_costs(lm, context: int = 512, sizes=(1, 2, 3, 4, 5, 8, 11), reps: int =
     What a verification pass with ``m - 1`` draft tokens costs; it decides how long a draft
     may be before rejected tokens cost more than accepted ones save.
     """
-    from mccom_core.decoding import _crop, _new_cache
+    from mccom_core.lm.decoding import _crop, _new_cache
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(100, 20000, (1, context), generator=gen, device="cpu").to(lm.device)
@@ -150,7 +151,7 @@ def pass_costs(lm, context: int = 512, sizes=(1, 2, 3, 4, 5, 8, 11), reps: int =
 
 
 def summarize(rows: list[dict]) -> str:
-    """Markdown tables from the rows, computed by :mod:`mccom_core.speculative`."""
+    """Markdown tables from the rows, computed by :mod:`mccom_core.lab.speculative`."""
     frame = method_frame(rows)
     sp, acc = speedups(frame), acceptance(frame)
     titles = {"slm": "Stage 1 on the 0.5B", "llm": "Stage 2 on the 1.5B (lines where the 0.5B missed)"}

@@ -17,12 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mccom_core.benchmarks import load_tasks, materialize, task_context  # noqa: E402
-from mccom_core.decoding import DecodeConfig, complete  # noqa: E402
-from mccom_core.drafting import make_drafter  # noqa: E402
-from mccom_core.metrics import edit_similarity, exact_match  # noqa: E402
-from mccom_core.models import load_model  # noqa: E402
-from mccom_core.prompts import PromptConfig, build_prompt  # noqa: E402
+from mccom_core.cascade.tasks import load_tasks, task_context  # noqa: E402
+from mccom_core.cascade.snapshots import materialize  # noqa: E402
+from mccom_core.lm.decoding import DecodeConfig, complete  # noqa: E402
+from mccom_core.lm.drafting import make_drafter  # noqa: E402
+from mccom_core.cascade.metrics import edit_similarity, exact_match  # noqa: E402
+from mccom_core.lm.models import load_model  # noqa: E402
+from mccom_core.lm.prompts import PromptConfig, build_prompt  # noqa: E402
 
 
 def main(argv=None) -> int:

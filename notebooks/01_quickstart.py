@@ -28,7 +28,7 @@ file = ""  # source file to complete (absolute); empty: the installed rank_bm25.
 n_lines = 5  # lines picked (seeded)
 seed = 0
 device = "auto"
-drafter = "context"  # stage-1 drafting (mccom_core.drafting); outputs equal plain greedy
+drafter = "context"  # stage-1 drafting (mccom_core.lm.drafting); outputs equal plain greedy
 threshold = 0.5  # the cascade's confidence threshold for the trace
 results_dir = "/work/main/build/reproduce/manual/results/01_quickstart"  # tables (absolute)
 figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
@@ -38,9 +38,9 @@ from pathlib import Path
 
 from IPython.display import display
 
-from mccom_core import plots
-from mccom_core.quickstart import QuickstartConfig, default_file, run_quickstart
-from mccom_core.study import quickstart_trace
+from mccom_core.lab import plots
+from mccom_core.lab.quickstart import QuickstartConfig, default_file, run_quickstart
+from mccom_core.lab.study import quickstart_trace
 
 n_lines, seed, threshold = int(n_lines), int(seed), float(threshold)
 results = Path(results_dir)

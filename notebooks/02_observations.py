@@ -43,9 +43,9 @@ from pathlib import Path
 
 from IPython.display import display
 
-from mccom_core import plots
-from mccom_core.cascade import CORE_BRANCHES, branch_stats
-from mccom_core.study import cascade_results, observations
+from mccom_core.lab import plots
+from mccom_core.cascade.engine import CORE_BRANCHES, branch_stats
+from mccom_core.lab.study import cascade_results, observations
 
 per_kind, ablation_per_kind, compute = int(per_kind), int(ablation_per_kind), bool(compute)
 results = Path(results_dir)

@@ -17,7 +17,7 @@
 # Every task of the benchmark is run once per *branch* (the local model; the cloud model
 # called directly; the cloud model after the local suggestion was rejected, with round-2
 # retrieval and the rejected output as its draft). Each routing policy is then a pure
-# function of those stored rows (`mccom_core.policies`), so sweeping thresholds, network
+# function of those stored rows (`mccom_core.cascade.policies`), so sweeping thresholds, network
 # round trips or the simulated user's acceptance rule never reruns a model.
 #
 # Policies: `always-slm`, `always-llm`, `confidence-only` (escalate when unsure),
@@ -45,10 +45,10 @@ from pathlib import Path
 
 from IPython.display import display
 
-from mccom_core import plots
-from mccom_core.policies import DEFAULT_THRESHOLDS, paper_comparison, summary, sweep
-from mccom_core.study import cascade_results
-from mccom_core.widgets import ThresholdExplorer
+from mccom_core.lab import plots
+from mccom_core.cascade.policies import DEFAULT_THRESHOLDS, paper_comparison, summary, sweep
+from mccom_core.lab.study import cascade_results
+from mccom_core.lab.widgets import ThresholdExplorer
 
 per_kind, compute = int(per_kind), bool(compute)
 threshold, network_ms, reaction_ms = float(threshold), float(network_ms), float(reaction_ms)

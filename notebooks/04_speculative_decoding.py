@@ -24,7 +24,7 @@
 # The rows come from `benchmarks/speculative.py` (real lines of the default benchmark, both
 # Qwen2.5-Coder models), which also times transformers' own prompt lookup
 # (`prompt_lookup_num_tokens`) and assisted generation (`assistant_model`) on the same prompts.
-# This notebook only aggregates them (`mccom_core.speculative`) and draws them.
+# This notebook only aggregates them (`mccom_core.lab.speculative`) and draws them.
 
 # %% tags=["parameters"]
 speculative_rows = "/work/main/benchmarks/results/speculative_rows.jsonl"  # benchmarks/speculative.py --rows (absolute)
@@ -37,8 +37,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from mccom_core import plots
-from mccom_core.speculative import acceptance, method_frame, read_rows, speedups
+from mccom_core.lab import plots
+from mccom_core.lab.speculative import acceptance, method_frame, read_rows, speedups
 
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)

@@ -40,11 +40,11 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from mccom_core import plots
-from mccom_core.cascade import CascadeConfig
-from mccom_core.policies import CascadeBranches, DEFAULT_THRESHOLDS, summary
-from mccom_core.retrieval_study import fusion_summary, fusion_sweep
-from mccom_core.study import cascade_results, complete_tasks, retrieval_ablation
+from mccom_core.lab import plots
+from mccom_core.cascade.engine import CascadeConfig
+from mccom_core.cascade.policies import CascadeBranches, DEFAULT_THRESHOLDS, summary
+from mccom_core.lab.retrieval_study import fusion_summary, fusion_sweep
+from mccom_core.lab.study import cascade_results, complete_tasks, retrieval_ablation
 
 ablation_per_kind, compute = int(ablation_per_kind), bool(compute)
 results = Path(results_dir)
@@ -119,7 +119,7 @@ else:
 # context) does not.
 
 # %%
-from mccom_core.retrieval_study import makeup_summary, retrieval_makeup
+from mccom_core.lab.retrieval_study import makeup_summary, retrieval_makeup
 
 makeup = retrieval_makeup(rows, llm)
 makeup.to_csv(results / "block_makeup.csv", index=False)

@@ -22,7 +22,7 @@
 # the other 70%.
 #
 # This notebook is glue: it replays the authors' recorded WizardCoder-Python 7B/13B/34B
-# generations through `mccom_core.ladder` (the execution cache makes a warm replay take
+# generations through `mccom_core.ladder.replay` (the execution cache makes a warm replay take
 # well under a minute; see `benchmarks/results/ladder_replay.md` for the cold time), then
 # searches plans and draws the fronts.
 
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mccom_core import ladder, ladder_cost, ladder_data, ladder_plans, ladder_plots
+from mccom_core.lab import ladder_plots
+from mccom_core.ladder import cost as ladder_cost, data as ladder_data, plans as ladder_plans, replay as ladder
 
 problems = int(problems)
 seeds = [int(s) for s in seeds]

@@ -77,7 +77,7 @@ def tiny_qwen(tokenizer, seed: int = 0, layers: int = 2):
 
 
 def as_loaded(model, tokenizer, spec="tiny-random"):
-    from mccom_core.models import LoadedModel
+    from mccom_core.lm.models import LoadedModel
 
     return LoadedModel(spec, model, tokenizer, torch.device("cpu"), torch.float32, "<memory>", 0.0, False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mccom_core.metrics import edit_similarity, exact_match
+from mccom_core.cascade.metrics import edit_similarity, exact_match
 from mccom_core.paths import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -111,7 +111,7 @@ def run_notebook(stem: str, tmp_path: Path, **parameters) -> Path:
     """Execute ``notebooks/<stem>.py`` with papermill; returns the executed copy."""
     import papermill
 
-    from mccom_core.reproduce import kernel_env, to_ipynb
+    from mccom_core.lab.reproduce import kernel_env, to_ipynb
 
     src = to_ipynb(NOTEBOOKS / f"{stem}.py", tmp_path / "src")
     out = tmp_path / f"{stem}.executed.ipynb"

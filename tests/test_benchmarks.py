@@ -1,5 +1,5 @@
 """Tasks from repositories: drawing, storage, context reconstruction, snapshots, definitions
-and the ``mccom bench build`` command (mccom_core.benchmarks, .sdist, .bench_definition)."""
+and the ``mccom bench build`` command (mccom_core.cascade.tasks, .sdist, .bench_definition)."""
 
 import hashlib
 import io
@@ -10,14 +10,14 @@ from dataclasses import replace
 
 import pytest
 
-from mccom_core.bench_definition import build_definition, check_definition, load_definition
-from mccom_core.benchmarks import (
+from mccom_core.cascade.definition import build_definition, check_definition, load_definition
+from mccom_core.cascade.tasks import (
     BenchmarkConfig, build_tasks, is_test_path, load_tasks, read_tasks, save_tasks,
     task_context,
 )
 from mccom_core.cli import main
 from mccom_core.errors import MccomError
-from mccom_core.sdist import materialize, open_snapshot, parse_spec, tree_hash
+from mccom_core.cascade.snapshots import materialize, open_snapshot, parse_spec, tree_hash
 
 MOD = (
     "def area(w, h):\n"
@@ -189,7 +189,7 @@ def _fake_sdist(cache, name="demo", version="1.0"):
 
 def test_pypi_snapshot_is_extracted_once_and_hash_checked(tmp_path, monkeypatch):
     monkeypatch.setenv("MCCOM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr("mccom_core.sdist.subprocess.run", _no_network)
+    monkeypatch.setattr("mccom_core.cascade.snapshots.subprocess.run", _no_network)
     sha = _fake_sdist(tmp_path)
     snap = open_snapshot("demo==1.0", sha)
     assert snap.repo_hash == sha and snap.root == tmp_path / "snapshots" / f"demo-1.0-{sha[:12]}" / "demo-1.0"
@@ -207,7 +207,7 @@ def _no_network(cmd, **kwargs):
 
 def test_unknown_package_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("MCCOM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr("mccom_core.sdist.subprocess.run", _no_network)
+    monkeypatch.setattr("mccom_core.cascade.snapshots.subprocess.run", _no_network)
     with pytest.raises(MccomError, match="pip index versions no-such-pkg"):
         materialize("no-such-pkg==1.0")
 

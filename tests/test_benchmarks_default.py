@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
-from mccom_core.bench_definition import check_definition, load_definition
-from mccom_core.benchmarks import read_tasks
+from mccom_core.cascade.definition import check_definition, load_definition
+from mccom_core.cascade.tasks import read_tasks
 from mccom_core.paths import PROJECT_ROOT
-from mccom_core.sdist import cached_sdist, parse_spec
+from mccom_core.cascade.snapshots import cached_sdist, parse_spec
 
 DEFAULT = PROJECT_ROOT / "data" / "benchmarks" / "default.json"
 

@@ -1,6 +1,6 @@
-"""Which positions of a Python file become ``line`` and ``stmt`` tasks (mccom_core.task_extract)."""
+"""Which positions of a Python file become ``line`` and ``stmt`` tasks (mccom_core.cascade.candidates)."""
 
-from mccom_core.task_extract import (
+from mccom_core.cascade.candidates import (
     Candidate, char_col, line_candidates, source_problem, stmt_candidates,
 )
 

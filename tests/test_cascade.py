@@ -6,17 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from mccom_core.benchmarks import BenchmarkConfig, build_tasks, task_context
-from mccom_core.cascade import (
+from mccom_core.cascade.tasks import BenchmarkConfig, build_tasks, task_context
+from mccom_core.cascade.engine import (
     ABLATIONS, BRANCHES, CORE_BRANCHES, Cascade, CascadeConfig, branch_stats, config_hash,
     line_start_prefix,
 )
-from mccom_core.decoding import complete
-from mccom_core.drafting import DRAFTERS, Drafter
+from mccom_core.lm.decoding import complete
+from mccom_core.lm.drafting import DRAFTERS, Drafter
 from mccom_core.errors import MccomError
-from mccom_core.metrics import edit_similarity, exact_match
-from mccom_core.prompts import PromptConfig, build_prompt
-from mccom_core.retrieval import RETRIEVERS, RetrievalConfig, load_index
+from mccom_core.cascade.metrics import edit_similarity, exact_match
+from mccom_core.lm.prompts import PromptConfig, build_prompt
+from mccom_core.retrieval.retrievers import RETRIEVERS, load_index
+from mccom_core.retrieval.queries import RetrievalConfig
 from tests.conftest import as_loaded, tiny_qwen
 
 # A tiny repository: main.py calls helpers defined in the other two files.
@@ -137,8 +138,9 @@ def test_core_branches_on_a_tiny_repository(pair, site):
     assert (s["model"], l["model"], e["model"]) == ("tiny-slm", "tiny-llm", "tiny-llm")
     assert (s["retriever"], l["retriever"], e["retriever"]) == ("round1", "round1", "mccom-fused")
     # The SLM row is exactly what complete() gives on the same prompt.
-    from mccom_core.retrieval import CompletionSite, get_retriever
-    from mccom_core.retrieval_prompt import fit_block
+    from mccom_core.retrieval.queries import CompletionSite
+    from mccom_core.retrieval.retrievers import get_retriever
+    from mccom_core.retrieval.prompt import fit_block
 
     hits = get_retriever("round1", TINY.retrieval).retrieve(index, CompletionSite(left, right, task.path, task.span0))
     block = fit_block(hits, slm.tokenizer, TINY.retrieved_tokens)

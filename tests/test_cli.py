@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mccom_core.cli import build_parser, main
-from mccom_core.quickstart import QuickstartConfig, pick_lines, run_quickstart
+from mccom_core.lab.quickstart import QuickstartConfig, pick_lines, run_quickstart
 from tests.conftest import build_tiny_tokenizer, tiny_qwen
 
 SOURCE = '''import os

@@ -1,4 +1,4 @@
-from mccom_core.code_tokens import code_tokens, line_tokens, split_identifier
+from mccom_core.retrieval.code_tokens import code_tokens, line_tokens, split_identifier
 
 
 def test_split_identifier_snake_camel_acronyms_and_digits():

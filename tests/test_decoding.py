@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mccom_core.decoding import (
+from mccom_core.lm.decoding import (
     Completion,
     DecodeConfig,
     _allowed_ids,
@@ -211,7 +211,7 @@ def test_the_kv_cache_goes_under_the_keyword_the_model_takes(tiny_lm, bigram_fac
     never sees the deprecated keyword and an old-style one still gets its cache."""
     import warnings
 
-    from mccom_core.decoding import _cache_keyword
+    from mccom_core.lm.decoding import _cache_keyword
 
     expected = "cache" if "cache" in __import__("inspect").signature(type(tiny_lm.model).forward).parameters \
         else "past_key_values"

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from mccom_core.decoding import DecodeConfig, PrefixCache, complete, warm
-from mccom_core.drafting import (
+from mccom_core.lm.decoding import DecodeConfig, PrefixCache, complete, warm
+from mccom_core.lm.drafting import (
     DRAFTERS,
     ContextDrafter,
     CrossModelDrafter,

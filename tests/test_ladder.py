@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.ladder import (ReplayConfig, accept_authors_code, accept_readme, per_model_pass_at_1,
+from mccom_core.ladder.replay import (ReplayConfig, accept_authors_code, accept_readme, per_model_pass_at_1,
                                replay, select_best, select_test_lines, theta_milli)
-from mccom_core.ladder_data import read_replay_dir
-from mccom_core.sandbox import SandboxConfig
+from mccom_core.ladder.data import read_replay_dir
+from mccom_core.ladder.sandbox import SandboxConfig
 
 
 def test_select_test_lines_keeps_asserts_among_the_first_l_lines():
@@ -203,7 +203,7 @@ def test_cli_replay_then_plans(tmp_path, monkeypatch):
 
 
 def test_codet_jsonl_source(tmp_path):
-    from mccom_core.ladder_data import get_source
+    from mccom_core.ladder.sources import get_source
 
     problems = tmp_path / "p.jsonl"
     problems.write_text("\n".join(json.dumps(p) for p in PROBLEMS))

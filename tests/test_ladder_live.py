@@ -12,8 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from mccom_core.ladder_data import get_source, read_replay_dir  # noqa: E402
-from mccom_core.ladder_live import (LiveConfig, codet_test_prompt, generate_model, load_benchmark,  # noqa: E402
+from mccom_core.ladder.sources import get_source  # noqa: E402
+from mccom_core.ladder.data import read_replay_dir  # noqa: E402
+from mccom_core.ladder.live import (LiveConfig, codet_test_prompt, generate_model, load_benchmark,  # noqa: E402
                                     record_live, run_live)
 
 
@@ -115,7 +116,7 @@ def test_live_run_is_recorded_in_the_replay_format_and_replayed(tmp_path, monkey
 
 
 def test_a_solution_ends_at_the_first_line_that_leaves_the_function_body():
-    from mccom_core.ladder_live import SOLUTION_END, _truncate
+    from mccom_core.ladder.live import SOLUTION_END, _truncate
 
     body = "    x = 1\n\n    return x\n"
     assert _truncate(body + "\n\nprint(f(1))\n", SOLUTION_END) == body + "\n"  # cut before the print line
@@ -126,7 +127,7 @@ def test_a_solution_ends_at_the_first_line_that_leaves_the_function_body():
 
 
 def test_pattern_stop_marks_each_row_of_a_batch_on_its_own():
-    from mccom_core.ladder_live import SOLUTION_END, _pattern_stop
+    from mccom_core.ladder.live import SOLUTION_END, _pattern_stop
 
     tok = tiny_loaded("tiny-a").tokenizer
     prompt = tok("def f(x):\n")["input_ids"]

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.ladder_cost import check_throughput_formula, cost_table, read_throughput
-from mccom_core.ladder_plans import (OutcomeArrays, Plan, Rung, cost_savings, enumerate_plans,
+from mccom_core.ladder.cost import check_throughput_formula, cost_table, read_throughput
+from mccom_core.ladder.plans import (OutcomeArrays, Plan, Rung, cost_savings, enumerate_plans,
                                      evaluate_plans, pareto_mask, search, split_problems)
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mccom_core import models
+from mccom_core.lm import models
 from mccom_core.errors import MccomError
-from mccom_core.models import (
+from mccom_core.lm.models import (
     REGISTRY,
     GgufParts,
     RegistryEntry,

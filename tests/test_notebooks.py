@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mccom_core.reproduce import discover
+from mccom_core.lab.reproduce import discover
 from tests.notebook_helpers import (
     TASKS, cascade_rows, image_outputs, run_notebook, save_tiny_checkpoint, speculative_rows, write_jsonl,
 )
@@ -140,13 +140,13 @@ def test_01_quickstart_real_models(tmp_path):
 
 def test_06_self_testing_cascade_slot(tmp_path, monkeypatch):
     """The runner's slot for the self-testing cascade (its own issue): it runs on a few problems."""
-    from mccom_core.reproduce import _ladder_data_dir
+    from mccom_core.lab.reproduce import _ladder_data_dir
 
     data = _ladder_data_dir()
     if not data or not Path(data).is_dir():
         pytest.skip("the shared recordings (code_cascading_wizardcoder) are not here")
     # a live ladder recorded by two tiny random models (the real run's layout), and a missing one
-    from mccom_core.ladder_live import LiveConfig, run_live
+    from mccom_core.ladder.live import LiveConfig, run_live
     from tests.test_ladder_live import CONFIG, tiny_loaded
 
     live = tmp_path / "live" / "humaneval"

@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from mccom_core import plots
-from mccom_core.policies import sweep
-from mccom_core.speculative import acceptance, method_frame
+from mccom_core.lab import plots
+from mccom_core.cascade.policies import sweep
+from mccom_core.lab.speculative import acceptance, method_frame
 from tests.notebook_helpers import cascade_rows, speculative_rows
 
 

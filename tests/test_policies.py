@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.metrics import edit_similarity, exact_match
-from mccom_core.policies import (
-    PAPER, POLICIES, USERS, CascadeBranches, LatencyModel, best_threshold, make_user,
-    output_similarity, paper_comparison, simulate, summary, sweep, verbatim_share,
+from mccom_core.cascade.metrics import edit_similarity, exact_match
+from mccom_core.cascade.policies import (
+    PAPER, POLICIES, CascadeBranches, LatencyModel, best_threshold, paper_comparison, simulate, summary, sweep,
 )
+from mccom_core.cascade.users import USERS, make_user
+from mccom_core.cascade.engine import output_similarity, verbatim_share
 
 # Four tasks. SLM: t1 right & sure, t2 wrong & sure, t3 right & unsure, t4 wrong & unsure.
 # LLM direct is wrong on t3 only; the escalation (LLM after rejection) is wrong on t4 only.

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.prompts import (
+from mccom_core.lm.prompts import (
     PromptConfig,
     build_prompt,
     split_at_cursor,
     truncate_left,
     truncate_right,
 )
-from mccom_core.retrieval import as_token_counter as count_tokens
+from mccom_core.retrieval.prompt import as_token_counter as count_tokens
 from tests.conftest import CORPUS
 
 SOURCE = "".join(CORPUS) * 3

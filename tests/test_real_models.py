@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mccom_core.decoding import DecodeConfig, complete
-from mccom_core.drafting import make_drafter
-from mccom_core.metrics import exact_match
-from mccom_core.models import load_model, tokenizers_identical
-from mccom_core.prompts import PromptConfig, build_prompt, split_at_cursor
-from mccom_core.quickstart import pick_lines
+from mccom_core.lm.decoding import DecodeConfig, complete
+from mccom_core.lm.drafting import make_drafter
+from mccom_core.cascade.metrics import exact_match
+from mccom_core.lm.models import load_model, tokenizers_identical
+from mccom_core.lm.prompts import PromptConfig, build_prompt, split_at_cursor
+from mccom_core.lab.quickstart import pick_lines
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_converted_cache_matches_the_gguf(slm):
     """The safetensors cache gives exactly the logits of transformers' own GGUF load."""
     from transformers import AutoModelForCausalLM
 
-    from mccom_core.models import REGISTRY, assemble_gguf
+    from mccom_core.lm.models import REGISTRY, assemble_gguf
 
     gguf = assemble_gguf(REGISTRY[SLM])
     ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()

@@ -9,7 +9,7 @@ import pytest
 
 from mccom_core.cli import main
 from mccom_core.errors import MccomError
-from mccom_core.reproduce import PROFILES, Profile, discover, get_profile, key_numbers, reproduce, to_ipynb
+from mccom_core.lab.reproduce import PROFILES, Profile, discover, get_profile, key_numbers, reproduce, to_ipynb
 
 HEADER = """# ---
 # jupyter:
@@ -158,7 +158,7 @@ def test_repo_notebooks_convert_with_python3_kernel_and_one_parameters_cell(tmp_
 
 
 def test_cli(notebooks, tmp_path, monkeypatch, capsys):
-    import mccom_core.reproduce as rep
+    import mccom_core.lab.reproduce as rep
 
     # The CLI passes the library's default notebooks_dir; point the call at the test notebooks.
     real = rep.reproduce
@@ -172,7 +172,7 @@ def test_cli(notebooks, tmp_path, monkeypatch, capsys):
 
 
 def test_declared_parameters_survive_comments_papermill_cannot_parse(tmp_path):
-    from mccom_core.reproduce import declared_parameters, notebook_parameters
+    from mccom_core.lab.reproduce import declared_parameters, notebook_parameters
 
     script = tmp_path / "07_x.py"
     script.write_text(HEADER + '\n# %% tags=["parameters"]\nproblems = 0  # first N; 0 = all\n'

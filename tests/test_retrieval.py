@@ -1,23 +1,12 @@
 import numpy as np
 import pytest
 
-from mccom_core.code_tokens import code_tokens
+from mccom_core.retrieval.code_tokens import code_tokens
 from mccom_core.errors import MccomError
-from mccom_core.repo_index import Window
-from mccom_core.retrieval import (
-    RETRIEVERS,
-    CompletionSite,
-    RetrievalConfig,
-    fuse_scores,
-    fusion_weight,
-    get_retriever,
-    load_index,
-    normalize_scores,
-    retrieve,
-    round1_query,
-    round2_query,
-    snippet_texts,
-    top_hits,
+from mccom_core.retrieval.index import Window
+from mccom_core.retrieval.retrievers import RETRIEVERS, get_retriever, load_index, retrieve, snippet_texts
+from mccom_core.retrieval.queries import (
+    CompletionSite, RetrievalConfig, fuse_scores, fusion_weight, normalize_scores, round1_query, round2_query, top_hits,
 )
 
 # A tiny repository: the target file (target.py) calls helpers defined in two other files.

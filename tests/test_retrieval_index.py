@@ -3,9 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from mccom_core import repo_index
+from mccom_core.retrieval import index as repo_index
 from mccom_core.errors import MccomError
-from mccom_core.repo_index import IndexConfig, build_index, window_spans
+from mccom_core.retrieval.index import IndexConfig, build_index, window_spans
 
 
 def numbered(n, name="line"):

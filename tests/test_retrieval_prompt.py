@@ -1,9 +1,9 @@
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.repo_index import Window
-from mccom_core.retrieval import Hit
-from mccom_core.retrieval_prompt import HEADER, as_token_counter, assemble_prompt, fit_block, render_block
+from mccom_core.retrieval.index import Window
+from mccom_core.retrieval.queries import Hit
+from mccom_core.retrieval.prompt import HEADER, as_token_counter, assemble_prompt, fit_block, render_block
 
 
 def words(text):

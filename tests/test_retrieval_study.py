@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mccom_core.benchmarks import BenchmarkConfig, build_tasks, save_tasks
-from mccom_core.repo_index import Window
-from mccom_core.retrieval import Hit
-from mccom_core.retrieval_study import (ORIGINS, block_makeup, fusion_hits, fusion_summary, fusion_sweep,
+from mccom_core.cascade.tasks import BenchmarkConfig, build_tasks, save_tasks
+from mccom_core.retrieval.index import Window
+from mccom_core.retrieval.queries import Hit
+from mccom_core.lab.retrieval_study import (ORIGINS, block_makeup, fusion_hits, fusion_summary, fusion_sweep,
                                         novel_hits,
                                         makeup_summary, retrieval_makeup, window_origin)
 from tests.notebook_helpers import cascade_rows
@@ -16,7 +16,8 @@ from tests.test_cascade import write_repo
 
 
 def test_fusion_hits_on_a_tiny_repository(tmp_path):
-    from mccom_core.retrieval import CompletionSite, RetrievalConfig, load_index
+    from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig
+    from mccom_core.retrieval.retrievers import load_index
     
     files = {
         "target.py": "from geometry import area_of_circle\nfrom store import save_result\n\n"
@@ -120,8 +121,8 @@ def test_retrieval_makeup_rebuilds_the_cascade_block(tmp_path, monkeypatch, tiny
     windows, visible-left windows really inside the prompt, and no row for unknown tasks."""
     from dataclasses import replace
 
-    from mccom_core.cascade import CascadeConfig
-    from mccom_core.retrieval import RetrievalConfig
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.retrieval.queries import RetrievalConfig
 
     monkeypatch.setenv("MCCOM_CACHE_DIR", str(tmp_path / "cache"))
     root = write_repo(tmp_path / "repo")
@@ -132,7 +133,7 @@ def test_retrieval_makeup_rebuilds_the_cascade_block(tmp_path, monkeypatch, tiny
     config = replace(CascadeConfig(), retrieved_tokens=4096, max_left_tokens=4096,
                      retrieval=RetrievalConfig(window_lines=4, stride=2, top_k=3))
     frame = retrieval_makeup(rows, tiny_tokenizer, tasks=path, progress=False, cascade_config=config)
-    from mccom_core.benchmarks import task_context
+    from mccom_core.cascade.tasks import task_context
 
     assert sorted(set(frame["task_id"])) == sorted(t.task_id for t in tasks)
     # a task with code before the cursor gets all three; one with none only where a block was found

@@ -7,13 +7,13 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from mccom_core import runner as runner_mod
-from mccom_core.benchmarks import BenchmarkConfig, Task, build_tasks, save_tasks
-from mccom_core.cascade import CORE_BRANCHES, config_hash
+from mccom_core.cascade import runner as runner_mod
+from mccom_core.cascade.tasks import BenchmarkConfig, Task, build_tasks, save_tasks
+from mccom_core.cascade.engine import CORE_BRANCHES, config_hash
 from mccom_core.cli import main
 from mccom_core.errors import MccomError
-from mccom_core.policies import sweep
-from mccom_core.runner import read_results, run_benchmark, select_tasks
+from mccom_core.cascade.policies import sweep
+from mccom_core.cascade.runner import read_results, run_benchmark, select_tasks
 from tests.test_cascade import TINY, pair, write_repo  # noqa: F401  (pair is a fixture)
 
 
@@ -154,7 +154,7 @@ def test_cli_run_builds_the_config(monkeypatch, tmp_path, capsys):
 def test_models_are_warmed_up_once_before_the_first_timed_branch(bench, pair, tmp_path, monkeypatch):
     """The first forward after a load pages the weights in (25.8 s against 13.0 s for the 1.5B
     here): each run warms both models, untimed, before it times the first branch."""
-    from mccom_core import models
+    from mccom_core.lm import models
 
     path, tasks = bench
     events = []

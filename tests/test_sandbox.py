@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mccom_core.sandbox import Job, Sandbox, SandboxConfig, Verdict, pair_key, run_tests
+from mccom_core.ladder.sandbox import Job, Sandbox, SandboxConfig, Verdict, pair_key, run_tests
 
 SOLUTION = "def add(a, b):\n    return a + b\n"
 GOOD = "assert add(1, 2) == 3"

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.speculative import acceptance, method_frame, read_rows, speedups, theoretical_speedup
+from mccom_core.lab.speculative import acceptance, method_frame, read_rows, speedups, theoretical_speedup
 from tests.notebook_helpers import speculative_rows, write_jsonl
 
 

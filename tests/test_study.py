@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.study import PAPER_OBSERVATIONS, cascade_results, complete_tasks, observations, quickstart_trace, retrieval_ablation
+from mccom_core.lab.study import PAPER_OBSERVATIONS, cascade_results, complete_tasks, observations, quickstart_trace, retrieval_ablation
 from tests.notebook_helpers import cascade_rows, write_jsonl
 
 
@@ -45,7 +45,7 @@ def test_retrieval_ablation():
 
 
 def test_retrieval_ablation_on_the_tasks_the_slm_missed():
-    from mccom_core.study import slm_missed_tasks
+    from mccom_core.lab.study import slm_missed_tasks
 
     assert slm_missed_tasks(cascade_rows()) == {"t2", "t4", "t6", "t8"}
     ab = retrieval_ablation(cascade_rows(), slm_missed=True).set_index(["setting", "role"])
@@ -97,7 +97,7 @@ def test_complete_tasks():
 
 
 def test_paired_difference_exact():
-    from mccom_core.study import paired_difference
+    from mccom_core.lab.study import paired_difference
 
     rows = [{"task_id": f"t{i}", "branch": b, "em": em}
             for i, (fused, repo) in enumerate([(1, 0), (1, 1), (0, 0), (1, 0), (0, 1)])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mccom_core.policies import sweep
-from mccom_core.widgets import ThresholdExplorer, render_summary
+from mccom_core.cascade.policies import sweep
+from mccom_core.lab.widgets import ThresholdExplorer, render_summary
 from tests.notebook_helpers import cascade_rows
 
 # A tiny results frame and a hand-made sweep with the documented signature: the explorer must

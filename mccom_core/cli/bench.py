@@ -1,5 +1,5 @@
 """``mccom bench``: benchmark commands. ``build`` makes task files; ``run`` runs the cascade
-branches on them (:func:`mccom_core.runner.run_benchmark`). Parsing only: the work is in the
+branches on them (:func:`mccom_core.cascade.runner.run_benchmark`). Parsing only: the work is in the
 library."""
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def _register_build(sub) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from mccom_core import bench_definition
-    from mccom_core.benchmarks import BenchmarkConfig, build_tasks, save_tasks
+    from mccom_core.cascade import definition as bench_definition
+    from mccom_core.cascade.tasks import BenchmarkConfig, build_tasks, save_tasks
 
     if args.spec:
         if not args.out:
@@ -109,8 +109,8 @@ def _register_run(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mccom_core.cascade import CascadeConfig
-    from mccom_core.runner import run_benchmark
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.cascade.runner import run_benchmark
 
     config = CascadeConfig(
         slm=args.slm, llm=args.llm, max_left_tokens=args.max_left_tokens,

@@ -23,11 +23,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from mccom_core.decoding import DecodeConfig, complete
-    from mccom_core.drafting import make_drafter
+    from mccom_core.lm.decoding import DecodeConfig, complete
+    from mccom_core.lm.drafting import make_drafter
     from mccom_core.errors import MccomError
-    from mccom_core.models import load_model
-    from mccom_core.prompts import PromptConfig, build_prompt, split_at_cursor
+    from mccom_core.lm.models import load_model
+    from mccom_core.lm.prompts import PromptConfig, build_prompt, split_at_cursor
 
     path = Path(args.file)
     if not path.is_file():

@@ -52,9 +52,9 @@ def register(subparsers) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from mccom_core.ladder import ReplayConfig, run_replay
+    from mccom_core.ladder.replay import ReplayConfig, run_replay
     from mccom_core.paths import shared_data_dir
-    from mccom_core.sandbox import SandboxConfig
+    from mccom_core.ladder.sandbox import SandboxConfig
 
     data = args.data or shared_data_dir() / "code_cascading_wizardcoder"
     config = ReplayConfig(sandbox=SandboxConfig(timeout_s=args.timeout))
@@ -67,11 +67,11 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _plans(args: argparse.Namespace) -> int:
-    from mccom_core.ladder_plans import THETA_GRID, run_plans
+    from mccom_core.ladder.plans import THETA_GRID, run_plans
 
     cost = None
     if args.cost_json:
-        from mccom_core.ladder_cost import read_cost_json
+        from mccom_core.ladder.cost import read_cost_json
 
         cost = read_cost_json(args.cost_json)
     paths = run_plans(args.outcomes, args.out, models=args.models, throughput_csv=args.throughput,
@@ -82,7 +82,7 @@ def _plans(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
-    from mccom_core.ladder_live import LiveConfig, run_live
+    from mccom_core.ladder.live import LiveConfig, run_live
 
     config = LiveConfig(models=tuple(args.models), benchmark=args.benchmark, problems=args.problems, k=args.k,
                         runs=args.runs, seed=args.seed, max_new_tokens=args.max_new_tokens,

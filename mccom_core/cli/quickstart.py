@@ -19,7 +19,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from dataclasses import replace
 
-    from mccom_core.quickstart import QuickstartConfig, default_file, run_quickstart
+    from mccom_core.lab.quickstart import QuickstartConfig, default_file, run_quickstart
 
     cfg = QuickstartConfig(n_lines=args.n_lines, seed=args.seed, device=args.device, drafter=args.drafter)
     if args.models:

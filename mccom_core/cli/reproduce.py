@@ -20,7 +20,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import yaml
 
-    from mccom_core.reproduce import reproduce
+    from mccom_core.lab.reproduce import reproduce
 
     overrides = {k: yaml.safe_load(v) for k, v in args.param}
     overrides.update({k: getattr(args, k) for k in ("slm", "llm", "device") if getattr(args, k)})

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    from mccom_core.retrieval import RetrievalConfig
+    from mccom_core.retrieval.queries import RetrievalConfig
 
     return RetrievalConfig(
         window_lines=args.window_lines, stride=args.stride, backend=args.backend,
@@ -54,7 +54,7 @@ def _config(args):
 
 
 def _index(args) -> int:
-    from mccom_core.retrieval import load_index
+    from mccom_core.retrieval.retrievers import load_index
 
     idx = load_index(args.repo, _config(args), use_cache=not args.no_cache)
     stats = idx.stats
@@ -66,7 +66,8 @@ def _index(args) -> int:
 
 
 def _query(args) -> int:
-    from mccom_core.retrieval import CompletionSite, get_retriever, load_index
+    from mccom_core.retrieval.queries import CompletionSite
+    from mccom_core.retrieval.retrievers import get_retriever, load_index
 
     config = _config(args)
     idx = load_index(args.repo, config, use_cache=not args.no_cache)

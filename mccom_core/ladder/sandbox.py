@@ -38,7 +38,7 @@ still applied inside every child) and adds the limits it leaves out:
   keyed by a hash of (solution, test, limits), so re-running a plan search executes
   nothing.
 
-The code that runs inside the sandbox processes lives in :mod:`mccom_core.sandbox_server`.
+The code that runs inside the sandbox processes lives in :mod:`mccom_core.ladder.sandbox_server`.
 
 What it is not: a container. A same-uid child (host not root) can still *read* files
 the host can read. For hostile code at scale, run the whole workbench in a container.

@@ -29,10 +29,11 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from mccom_core.benchmarks import Task, materialize, read_tasks, task_context
-from mccom_core.cascade import Cascade, CascadeConfig, config_hash
+from mccom_core.cascade.tasks import Task, read_tasks, task_context
+from mccom_core.cascade.snapshots import materialize
+from mccom_core.cascade.engine import Cascade, CascadeConfig, config_hash
 from mccom_core.errors import MccomError
-from mccom_core.retrieval import load_index
+from mccom_core.retrieval.retrievers import load_index
 
 _VERSIONED = ("mccom-workbench", "torch", "transformers", "numpy", "rank-bm25", "bm25s", "rapidfuzz")
 
@@ -169,7 +170,7 @@ def run_benchmark(
     ----------
     tasks:
         A JSONL file or directory of them (malformed lines are reported and skipped), or a
-        list of :class:`~mccom_core.benchmarks.Task`.
+        list of :class:`~mccom_core.cascade.tasks.Task`.
     out:
         The JSONL results file; created, or resumed when it exists.
     limit, kind:
@@ -177,7 +178,7 @@ def run_benchmark(
     device:
         Where the models run (``auto``, ``cpu``, ``cuda``...), when they are loaded here.
     slm, llm:
-        Already loaded models (:class:`~mccom_core.models.LoadedModel`); their ``spec`` must
+        Already loaded models (:class:`~mccom_core.lm.models.LoadedModel`); their ``spec`` must
         equal ``config.slm`` / ``config.llm``. Loaded with ``load_model`` when omitted.
     snapshot, index_loader:
         How a task's repository becomes a directory and a retrieval index.
@@ -224,7 +225,7 @@ def run_benchmark(
 
 
 def _models(config: CascadeConfig, slm, llm, device):
-    from mccom_core.models import load_model
+    from mccom_core.lm.models import load_model
 
     slm = slm if slm is not None else load_model(config.slm, device=device)
     llm = llm if llm is not None else load_model(config.llm, device=device)
@@ -236,7 +237,7 @@ def _models(config: CascadeConfig, slm, llm, device):
 
 def _warm_up(cascade: Cascade) -> None:
     """An untimed pass through each model before the first timed branch (see models.warm_up)."""
-    from mccom_core import models
+    from mccom_core.lm import models
 
     for lm in (cascade.slm, cascade.llm):
         models.warm_up(lm)
@@ -289,6 +290,6 @@ class _Contexts:
 
 
 def _retrieves(branch: str) -> bool:
-    from mccom_core.cascade import BRANCHES
+    from mccom_core.cascade.engine import BRANCHES
 
     return BRANCHES[branch].retriever != "none"

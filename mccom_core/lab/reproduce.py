@@ -41,7 +41,7 @@ class Profile:
     """
 
     name: str
-    slm: str = "qwen2.5-coder-0.5b"  # local model spec (mccom_core.models)
+    slm: str = "qwen2.5-coder-0.5b"  # local model spec (mccom_core.lm.models)
     llm: str = "qwen2.5-coder-1.5b"  # cloud model spec
     device: str = "auto"
     seed: int = 0

@@ -23,7 +23,7 @@ model's tokenizer on the whole prompt and is never exceeded:
 3. The left context then keeps its longest tail (cut at a line start where possible) that fits
    in what remains; the code right before the cursor matters most.
 
-To budget only the retrieved block (when ``mccom_core.prompts.build_prompt`` budgets the left
+To budget only the retrieved block (when ``mccom_core.lm.prompts.build_prompt`` budgets the left
 context and takes the block as its ``prefix``), use :func:`fit_block`.
 
 This module does not know about models: pass any ``count_tokens(text) -> int`` callable or a
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mccom_core.errors import MccomError
-from mccom_core.retrieval import Hit
+from mccom_core.retrieval.queries import Hit
 
 _RULE = "# " + "-" * 50
 HEADER = "# Here are some relevant code fragments from other files of the repo:\n" + _RULE + "\n"
@@ -112,7 +112,7 @@ def fit_block(hits: list[Hit], tokenizer: Callable[[str], int] | Any, budget_tok
     """Render the most relevant windows (``hits`` is best first) within ``budget_tokens``.
 
     Keeps the longest best-first prefix of ``hits`` whose block fits. Use this when
-    something else (e.g. ``mccom_core.prompts.build_prompt(prefix=...)``) budgets the left
+    something else (e.g. ``mccom_core.lm.prompts.build_prompt(prefix=...)``) budgets the left
     context.
 
     Counting the whole block once per dropped window cost ~40 ms per prompt with 60

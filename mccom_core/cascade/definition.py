@@ -20,9 +20,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mccom_core.benchmarks import BenchmarkConfig, build_tasks_from_snapshot, save_tasks
+from mccom_core.cascade.tasks import BenchmarkConfig, build_tasks_from_snapshot, save_tasks
 from mccom_core.errors import MccomError
-from mccom_core.sdist import open_snapshot, parse_spec
+from mccom_core.cascade.snapshots import open_snapshot, parse_spec
 
 _REQUIRED = ("name", "seed", "kinds", "tasks_per_repo", "repos")
 

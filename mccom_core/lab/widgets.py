@@ -1,7 +1,7 @@
 """The threshold explorer: ipywidgets controls over a pure sweep of a results frame.
 
 The explorer never runs a model. Every control change calls ``sweep`` (by default
-:func:`mccom_core.policies.sweep`) on the stored branch rows:
+:func:`mccom_core.cascade.policies.sweep`) on the stored branch rows:
 
 * the summary (an HTML table) is ``sweep(results, [threshold], **params)`` for the current
   threshold, and :attr:`ThresholdExplorer.summary_frame` holds that frame;
@@ -24,7 +24,7 @@ import pandas as pd
 
 SUMMARY_COLUMNS = ("policy", "threshold", "accounting", "em", "es", "mean_ms", "p90_ms", "llm_share")
 GRID = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 51))  # the plots' thresholds: 0.02 steps
-RULES = ("exact", "prefix", "edit-similarity")  # mccom_core.policies.USERS names
+RULES = ("exact", "prefix", "edit-similarity")  # mccom_core.cascade.policies.USERS names
 
 
 _STYLE = "<style>.mccom-summary td, .mccom-summary th {padding: 2px 10px; text-align: right}</style>"
@@ -38,7 +38,7 @@ def render_summary(frame: pd.DataFrame) -> str:
 
 
 def _default_sweep():
-    from mccom_core.policies import sweep
+    from mccom_core.cascade.policies import sweep
 
     return sweep
 
@@ -49,9 +49,9 @@ class ThresholdExplorer:
     Parameters
     ----------
     results:
-        The stored branch rows (``mccom_core.runner.read_results``).
+        The stored branch rows (``mccom_core.cascade.runner.read_results``).
     sweep:
-        ``sweep(results, thresholds, **params) -> DataFrame``; :func:`mccom_core.policies.sweep`
+        ``sweep(results, thresholds, **params) -> DataFrame``; :func:`mccom_core.cascade.policies.sweep`
         when None.
     accounting:
         The latency accounting shown (``"warm"`` or ``"cold"``).
@@ -122,7 +122,7 @@ class ThresholdExplorer:
     def _png(self) -> bytes:
         import matplotlib.pyplot as plt
 
-        from mccom_core.plots import latency_vs_em, llm_share_vs_threshold
+        from mccom_core.lab.plots import latency_vs_em, llm_share_vs_threshold
 
         curves, t = self.curves(), float(self.threshold.value)
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))

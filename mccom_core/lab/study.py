@@ -11,7 +11,7 @@
   shows and where the time went.
 
 The fusion-weight sweep and the prompt-block makeup (BM25 only, no model) are in
-:mod:`mccom_core.retrieval_study`.
+:mod:`mccom_core.lab.retrieval_study`.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ def cascade_results(rows_path, *, slm: str, llm: str, per_kind: int, branches: S
                     progress: bool = True) -> pd.DataFrame:
     """The branch rows of ``rows_path`` for the (slm, llm) config, computing missing ones first.
 
-    With ``compute`` the runner (:func:`mccom_core.runner.run_benchmark`) runs the branches not
+    With ``compute`` the runner (:func:`mccom_core.cascade.runner.run_benchmark`) runs the branches not
     yet stored for up to ``per_kind`` tasks per kind and the rows of that config are returned;
     without it, the stored rows are read as they are (all configs).
     """
-    from mccom_core.cascade import CORE_BRANCHES, CascadeConfig, config_hash
-    from mccom_core.runner import read_results, run_benchmark
+    from mccom_core.cascade.engine import CORE_BRANCHES, CascadeConfig, config_hash
+    from mccom_core.cascade.runner import read_results, run_benchmark
 
     rows_path = Path(rows_path)
     if not compute:
@@ -80,7 +80,7 @@ def _branch(results: pd.DataFrame, name: str) -> pd.DataFrame:
 
 def observations(results) -> pd.DataFrame:
     """The paper's four observations beside ours (percent); a missing branch gives NaN."""
-    from mccom_core.cascade import output_similarity, verbatim_share
+    from mccom_core.cascade.engine import output_similarity, verbatim_share
 
     df = pd.DataFrame(results)
     slm, llm, slm_nr = _branch(df, "slm"), _branch(df, "llm"), _branch(df, "slm_noretrieval")
@@ -160,7 +160,7 @@ def paired_difference(results, branch: str, baseline: str, metric: str = "em", *
 
 
 def quickstart_trace(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """Per line of a quickstart frame (:func:`mccom_core.quickstart.run_quickstart`, two models):
+    """Per line of a quickstart frame (:func:`mccom_core.lab.quickstart.run_quickstart`, two models):
     which model a confidence cascade answers with, what it shows, drafts and time spent.
 
     The local model (first in the frame) answers when its confidence is at least
@@ -190,5 +190,5 @@ def quickstart_trace(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-# The model-free retrieval diagnostics live in mccom_core.retrieval_study; re-exported here.
-from mccom_core.retrieval_study import FUSION_WEIGHTS, fusion_hits, fusion_summary, fusion_sweep  # noqa: E402,F401
+# The model-free retrieval diagnostics live in mccom_core.lab.retrieval_study; re-exported here.
+from mccom_core.lab.retrieval_study import FUSION_WEIGHTS, fusion_hits, fusion_summary, fusion_sweep  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Drafting strategies for speculative decoding.
 
 A drafter proposes tokens that the target model then verifies in one forward pass (see
-:func:`mccom_core.decoding.complete`), in the style of transformers'
+:func:`mccom_core.lm.decoding.complete`), in the style of transformers'
 ``CandidateGenerator``. Drafters never change the output: verification keeps only the
 draft tokens that equal the target's own greedy choice, so every drafter yields exactly
 the plain greedy completion, only with fewer forward passes.

@@ -1,9 +1,9 @@
 """Routing policies and latency accounting: pure functions of branch rows.
 
-The simulated user who accepts or rejects a shown suggestion is in :mod:`mccom_core.users`.
+The simulated user who accepts or rejects a shown suggestion is in :mod:`mccom_core.cascade.users`.
 
 Every policy decides, per task, three things from the branch table (see
-:mod:`mccom_core.cascade`) and its parameters: whether the SLM runs, whether its suggestion
+:mod:`mccom_core.cascade.engine`) and its parameters: whether the SLM runs, whether its suggestion
 is shown, and whether the cloud LLM is called. An LLM call after an SLM attempt takes the
 ``escalation`` branch (round-2 retrieval, SLM output as draft); without an SLM attempt it
 takes the ``llm`` branch (always-LLM).
@@ -19,7 +19,7 @@ policy                    SLM runs    SLM shown        LLM called
 ``oracle``                yes         SLM is right     SLM is wrong (the bound)
 ========================  ==========  ===============  ==================================
 
-Latency per task (one accounting, ``cold`` or ``warm``, see :mod:`mccom_core.cascade`)::
+Latency per task (one accounting, ``cold`` or ``warm``, see :mod:`mccom_core.cascade.engine`)::
 
     total = SLM (prefill + decode) + retrieval (each branch taken) + LLM (prefill + decode)
             + network round trip per cloud call + the user's reaction time before a
@@ -38,9 +38,9 @@ from typing import ClassVar, Sequence
 import numpy as np
 import pandas as pd
 
-from mccom_core.cascade import output_similarity, verbatim_share
+from mccom_core.cascade.engine import output_similarity, verbatim_share
 from mccom_core.errors import MccomError
-from mccom_core.users import USERS, SimulatedUser, make_user  # noqa: F401  (re-exported)
+from mccom_core.cascade.users import USERS, SimulatedUser, make_user  # noqa: F401  (re-exported)
 
 # The MCCom paper's headline numbers (Lu et al., FSE 2026, arXiv 2603.05974), in percent.
 PAPER = {
@@ -167,7 +167,7 @@ def branch_table(results, branches: CascadeBranches = CascadeBranches()) -> pd.D
     """
     df = pd.DataFrame(results)
     if df.empty or "branch" not in df:
-        raise MccomError("no branch rows: run `mccom bench run` (or mccom_core.runner.run_benchmark) first")
+        raise MccomError("no branch rows: run `mccom bench run` (or mccom_core.cascade.runner.run_benchmark) first")
     parts = []
     for prefix, name in (("slm", branches.slm), ("llm", branches.llm), ("esc", branches.escalation)):
         sub = df[df["branch"] == name]

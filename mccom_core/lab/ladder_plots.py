@@ -1,6 +1,6 @@
 """Figures for the self-testing ladder. Each takes ``ax=None`` and returns the Figure.
 
-They read the frames of :mod:`mccom_core.ladder_plans` and :mod:`mccom_core.ladder`;
+They read the frames of :mod:`mccom_core.ladder.plans` and :mod:`mccom_core.ladder.replay`;
 nothing here runs code or models, calls ``plt.show()`` or picks a backend.
 """
 

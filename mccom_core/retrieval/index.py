@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mccom_core.bm25_backends import BACKENDS, BM25Backend, make_backend
-from mccom_core.code_tokens import line_tokens
+from mccom_core.retrieval.bm25 import BACKENDS, BM25Backend, make_backend
+from mccom_core.retrieval.code_tokens import line_tokens
 from mccom_core.errors import MccomError
 from mccom_core.paths import cache_dir
 

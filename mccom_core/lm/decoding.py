@@ -32,9 +32,9 @@ from typing import Sequence
 
 import torch
 
-from mccom_core.drafting import DraftContext, Drafter, NoDrafter
+from mccom_core.lm.drafting import DraftContext, Drafter, NoDrafter
 from mccom_core.errors import MccomError
-from mccom_core.prompts import Prompt
+from mccom_core.lm.prompts import Prompt
 
 STOP_MODES = ("line", "statement", "none")
 
@@ -312,13 +312,13 @@ def complete(
     Parameters
     ----------
     prompt:
-        A :class:`~mccom_core.prompts.Prompt` or a raw prompt string.
+        A :class:`~mccom_core.lm.prompts.Prompt` or a raw prompt string.
     config:
         Stop rule, token cap, token healing.
     drafter:
-        A :class:`~mccom_core.drafting.Drafter`; ``None`` means plain greedy decoding.
+        A :class:`~mccom_core.lm.drafting.Drafter`; ``None`` means plain greedy decoding.
     extra_texts, draft_text, draft_ids:
-        Material for drafters (see :class:`~mccom_core.drafting.DraftContext`).
+        Material for drafters (see :class:`~mccom_core.lm.drafting.DraftContext`).
     prefix_cache:
         A :class:`PrefixCache` to reuse and refresh (warm accounting); the prefill then
         covers only the tokens after the common prefix (``Completion.extra["reused_tokens"]``).

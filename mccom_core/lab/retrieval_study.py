@@ -30,16 +30,18 @@ ORIGINS = ("visible_left", "left_beyond_prompt", "after_cursor", "other_file")
 def slm_sites(results, *, tasks=DEFAULT_TASKS, progress: bool = True, config=None) -> Iterator[tuple]:
     """``(task, slm_row, index, site)`` for every stored ``slm`` row whose task is in ``tasks``.
 
-    ``site`` is the round-2 :class:`~mccom_core.retrieval.CompletionSite` (left and right
+    ``site`` is the round-2 :class:`~mccom_core.retrieval.retrievers.CompletionSite` (left and right
     context, target span, the SLM's output and confidence). Tasks not in ``tasks``, or whose
     repository cannot be materialized, are left out. One index per repository snapshot, built
-    with ``config`` (a :class:`~mccom_core.retrieval.RetrievalConfig`; default: the cascade's).
+    with ``config`` (a :class:`~mccom_core.retrieval.retrievers.RetrievalConfig`; default: the cascade's).
     """
     from tqdm.auto import tqdm
 
-    from mccom_core.benchmarks import materialize, read_tasks, task_context
-    from mccom_core.cascade import CascadeConfig
-    from mccom_core.retrieval import CompletionSite, load_index
+    from mccom_core.cascade.snapshots import materialize
+    from mccom_core.cascade.tasks import read_tasks, task_context
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.retrieval.queries import CompletionSite
+    from mccom_core.retrieval.retrievers import load_index
 
     config = config or CascadeConfig().retrieval
     by_id = {t.task_id: t for t in read_tasks(tasks).tasks}
@@ -74,8 +76,10 @@ def fusion_hits(index, site, ground_truth: str, weights: Sequence[float] = FUSIO
     a model-free proxy for what round 2 gives the cloud model. ``rank`` is the best such
     window's rank (None without a hit). Both rounds are scored once; only the fusion varies.
     """
-    from mccom_core.code_tokens import code_tokens
-    from mccom_core.retrieval import RetrievalConfig, fuse_scores, round1_query, round2_query, top_hits
+    from mccom_core.retrieval.code_tokens import code_tokens
+    from mccom_core.retrieval.queries import (
+        RetrievalConfig, fuse_scores, round1_query, round2_query, top_hits,
+    )
 
     config = config or RetrievalConfig()
     truth = ground_truth.strip()
@@ -100,7 +104,7 @@ def fusion_sweep(results, weights: Sequence[float] = FUSION_WEIGHTS, *, tasks=DE
     right), ``kind``. Tasks not in ``tasks`` (or whose repository cannot be materialized) are
     left out; an empty frame means none could be used.
     """
-    from mccom_core.cascade import CascadeConfig
+    from mccom_core.cascade.engine import CascadeConfig
 
     config = CascadeConfig().retrieval
     rows = []
@@ -165,24 +169,25 @@ def retrieval_makeup(results, tokenizer, retrievers: Sequence[str] = MAKEUP_RETR
                      progress: bool = True, cascade_config=None) -> pd.DataFrame:
     """Per task and retriever: what the prompt's retrieved block holds, as the cascade builds it.
 
-    The block is rebuilt exactly as :class:`mccom_core.cascade.Cascade` does (``fit_block``
+    The block is rebuilt exactly as :class:`mccom_core.cascade.engine.Cascade` does (``fit_block``
     within ``retrieved_tokens`` of the ``tokenizer``, then ``build_prompt`` for the left
     context it leaves), so the counts are of the windows the model saw. ``tokenizer`` may be
-    a model spec: its tokenizer is then loaded (:func:`mccom_core.models.load_tokenizer`)
+    a model spec: its tokenizer is then loaded (:func:`mccom_core.lm.models.load_tokenizer`)
     only once a task can be used. Columns: ``task_id``,
     ``kind``, ``retriever``, ``windows``, one count per :data:`ORIGINS`, ``block_tokens`` and
     ``truth_in_block`` (the stripped ground truth occurs in the block).
     """
-    from mccom_core.cascade import CascadeConfig
-    from mccom_core.prompts import PromptConfig, build_prompt
-    from mccom_core.retrieval import fit_block, get_retriever
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.lm.prompts import PromptConfig, build_prompt
+    from mccom_core.retrieval.prompt import fit_block
+    from mccom_core.retrieval.retrievers import get_retriever
 
     config = cascade_config or CascadeConfig()
     strategies = [get_retriever(name, config.retrieval) for name in retrievers]
     rows = []
     for task, _, index, site in slm_sites(results, tasks=tasks, progress=progress, config=config.retrieval):
         if isinstance(tokenizer, str):
-            from mccom_core.models import load_tokenizer
+            from mccom_core.lm.models import load_tokenizer
 
             tokenizer = load_tokenizer(tokenizer)
         for strategy in strategies:

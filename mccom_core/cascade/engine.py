@@ -1,7 +1,7 @@
 """The cascade engine: per task, the branches that every MCCom policy is made of.
 
 MCCom answers a completion request in up to three ways, and every routing policy (see
-:mod:`mccom_core.policies`) is a pure function of which of them it takes. So each task is
+:mod:`mccom_core.cascade.policies`) is a pure function of which of them it takes. So each task is
 run once per branch and the branch results are stored; policies and threshold sweeps never
 re-run a model.
 
@@ -43,15 +43,16 @@ from typing import Iterator, Mapping
 
 import pandas as pd
 
-from mccom_core.benchmarks import Task
-from mccom_core.decoding import DecodeConfig, PrefixCache, complete, warm
-from mccom_core.drafting import make_drafter
+from mccom_core.cascade.tasks import Task
+from mccom_core.lm.decoding import DecodeConfig, PrefixCache, complete, warm
+from mccom_core.lm.drafting import make_drafter
 from mccom_core.errors import MccomError
-from mccom_core.metrics import edit_similarity, exact_match
-from mccom_core.models import tokenizers_identical
-from mccom_core.prompts import PromptConfig, build_prompt
-from mccom_core.retrieval import CompletionSite, RetrievalConfig, get_retriever
-from mccom_core.retrieval_prompt import fit_block
+from mccom_core.cascade.metrics import edit_similarity, exact_match
+from mccom_core.lm.models import tokenizers_identical
+from mccom_core.lm.prompts import PromptConfig, build_prompt
+from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig
+from mccom_core.retrieval.retrievers import get_retriever
+from mccom_core.retrieval.prompt import fit_block
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class BranchSpec:
 
     name: str
     role: str  # "slm" (local model) or "llm" (cloud model)
-    retriever: str  # a mccom_core.retrieval.RETRIEVERS name
+    retriever: str  # a mccom_core.retrieval.retrievers.RETRIEVERS name
     drafting: str  # "stage1" (context matches), "stage2" (SLM output + context), or "none"
     after: str | None = None  # the SLM branch whose output feeds round 2 and the stage-2 draft
 
@@ -90,7 +91,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 class CascadeConfig:
     """Everything that changes a branch's output or timings (see :func:`config_hash`)."""
 
-    slm: str = "qwen2.5-coder-0.5b"  # local model spec (mccom_core.models)
+    slm: str = "qwen2.5-coder-0.5b"  # local model spec (mccom_core.lm.models)
     llm: str = "qwen2.5-coder-1.5b"  # cloud model spec; same family, so stage 2 passes ids
     branches: tuple[str, ...] = CORE_BRANCHES  # which BRANCHES to compute (not in the hash)
     max_left_tokens: int = 1024  # the paper's left context; CPU latency is mostly its prefill
@@ -98,15 +99,15 @@ class CascadeConfig:
     # bm25s: rank-bm25 scores every window in Python per query token (~0.5 s a query on a
     # 9k-window repository here), bm25s answers in milliseconds; retrieval is on the critical path.
     retrieval: RetrievalConfig = field(default_factory=lambda: RetrievalConfig(backend="bm25s"))
-    stage1_drafter: str = "context"  # drafter for "stage1" branches (mccom_core.drafting)
+    stage1_drafter: str = "context"  # drafter for "stage1" branches (mccom_core.lm.drafting)
     stage2_drafter: str = "cross-model+context"  # drafter for "stage2" branches
     # Context-match draft length (stage 1, and stage 2's fallback); None: the drafter's device
-    # default (2 on a CPU, 10 on a GPU; see mccom_core.drafting.ContextDrafter).
+    # default (2 on a CPU, 10 on a GPU; see mccom_core.lm.drafting.ContextDrafter).
     context_draft_len: int | None = None
     draft_right_lines: int = 20  # lines after the cursor offered to drafters as match material
     max_line_tokens: int = 48  # cap for `line` tasks: p99 ground truth is ~93 chars
     max_stmt_tokens: int = 64  # cap for `stmt` tasks: p90 is ~130 chars; longer ones are rare
-    token_healing: bool = True  # the cursor sits after indentation (see mccom_core.decoding)
+    token_healing: bool = True  # the cursor sits after indentation (see mccom_core.lm.decoding)
     confidence_tokens: int = 3  # MCCom's confidence: mean probability of the first 3 tokens
     warm: bool = True  # also time the SLM with a warm prefix cache (the warm accounting)
 
@@ -168,7 +169,7 @@ class Cascade:
     Parameters
     ----------
     slm, llm:
-        :class:`~mccom_core.models.LoadedModel` objects (local and cloud model).
+        :class:`~mccom_core.lm.models.LoadedModel` objects (local and cloud model).
     config:
         The branches and their settings.
     """
@@ -183,7 +184,7 @@ class Cascade:
 
         ``done`` maps branch names to rows stored earlier (a resumed run): those branches
         are not recomputed, and a stored SLM row still feeds its dependent branches.
-        ``index`` is the repository's :class:`~mccom_core.repo_index.RepoIndex`; it may be
+        ``index`` is the repository's :class:`~mccom_core.retrieval.index.RepoIndex`; it may be
         ``None`` only when no computed branch retrieves.
         """
         rows = dict(done or {})
@@ -275,7 +276,7 @@ class Cascade:
 
 def branch_stats(results):
     """Per branch: EM, ES, mean timings (cold and warm) and draft acceptance. ``results``
-    is the long frame of branch rows (``mccom_core.runner.read_results``)."""
+    is the long frame of branch rows (``mccom_core.cascade.runner.read_results``)."""
     df = pd.DataFrame(results)
     df = df.assign(
         cold_ms=df["retrieval_ms"] + df["prefill_ms"] + df["decode_ms"] + df["draft_ms"],

@@ -2,7 +2,7 @@
 
 Nothing here calls ``plt.show()`` or ``matplotlib.use()``: the caller (a notebook, the
 threshold explorer, a test) decides how the figure is displayed or saved. Frames come from
-:func:`mccom_core.policies.sweep` and :mod:`mccom_core.speculative`.
+:func:`mccom_core.cascade.policies.sweep` and :mod:`mccom_core.lab.speculative`.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def ablation_bars(frame: pd.DataFrame, x: str = "em", hue: str | None = None, ax
 
 
 def acceptance_bars(acc: pd.DataFrame, ax=None):
-    """Draft acceptance rate per method of ours (from :func:`mccom_core.speculative.acceptance`)."""
+    """Draft acceptance rate per method of ours (from :func:`mccom_core.lab.speculative.acceptance`)."""
     import seaborn as sns
 
     fig, ax = _axes(ax)
@@ -183,7 +183,7 @@ def speedup_boxes(frame: pd.DataFrame, column: str = "total_speedup", ax=None):
 
 def theoretical_curve(acc: pd.DataFrame | None = None, draft_lens=(1, 3, 5, 10), ax=None):
     """``(1 - a^(g+1)) / (1 - a)`` over ``a`` for several ``g``, with the measured (a, tokens/pass)."""
-    from mccom_core.speculative import theoretical_speedup
+    from mccom_core.lab.speculative import theoretical_speedup
 
     fig, ax = _axes(ax)
     a = np.linspace(0, 0.99, 100)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from mccom_core.errors import MccomError
-from mccom_core.metrics import edit_similarity, exact_match
+from mccom_core.cascade.metrics import edit_similarity, exact_match
 
 
 class SimulatedUser:

@@ -2,14 +2,14 @@
 
 A ladder is a list of models, small to large. On a rung the model has ``k`` solutions
 (``k = 0`` means its greedy answer and no tests) and the first ``l`` lines of ``k`` of its
-own test blocks. Every (solution, test line) pair runs in :mod:`mccom_core.sandbox`; the
+own test blocks. Every (solution, test line) pair runs in :mod:`mccom_core.ladder.sandbox`; the
 rung picks its best solution by dual agreement (the passing pair whose solution passes
 the most tests times whose test is passed by the most solutions, as the authors'
 ``select.py`` does) and adopts it when the acceptance rule holds; otherwise the next rung
 is asked. The last rung's best answer is final, and pass@1 is checked with the
 benchmark's hidden tests.
 
-This module turns :class:`~mccom_core.ladder_data.Generations` into the one results
+This module turns :class:`~mccom_core.ladder.data.Generations` into the one results
 frame every later step reads (:func:`rung_outcomes`): a row per (model, k, l, run,
 problem) with the passing-pair count, the total, the chosen solution's hidden-test
 correctness and the generated tokens. Plan search and plots never re-run code.
@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
-from mccom_core.ladder_data import Generations
-from mccom_core.sandbox import Job, Sandbox, SandboxConfig
+from mccom_core.ladder.data import Generations
+from mccom_core.ladder.sandbox import Job, Sandbox, SandboxConfig
 
 # Prepended to every solution, as the authors' select.py does (their solutions lean on it).
 IMPORT_PRELUDE = "import math\nfrom typing import List, Tuple\n"
@@ -251,7 +251,7 @@ def run_replay(data_dir, out_dir, models=None, runs: int = 10, samples: int = 10
     import json
     from pathlib import Path
 
-    from mccom_core.ladder_data import WIZARDCODER_MODELS, read_replay_dir, subset
+    from mccom_core.ladder.data import WIZARDCODER_MODELS, read_replay_dir, subset
 
     gens = read_replay_dir(data_dir, models=tuple(models or WIZARDCODER_MODELS), runs=runs, samples=samples)
     if problems:

@@ -6,8 +6,8 @@ sha256), the ground truth's line span and the cursor. The context is cut from th
 on demand by :func:`task_context`, so task files stay small and the same snapshot serves
 retrieval (which must skip windows overlapping ``start_line..end_line``).
 
-Which lines and statements can be tasks is decided in :mod:`mccom_core.task_extract`;
-downloading and hashing repositories in :mod:`mccom_core.sdist`.
+Which lines and statements can be tasks is decided in :mod:`mccom_core.cascade.candidates`;
+downloading and hashing repositories in :mod:`mccom_core.cascade.snapshots`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mccom_core.errors import MccomError
-from mccom_core.sdist import Snapshot, file_sha256, materialize, open_snapshot, python_files
-from mccom_core.task_extract import KINDS, candidates, source_problem
+from mccom_core.cascade.snapshots import Snapshot, file_sha256, materialize, open_snapshot, python_files
+from mccom_core.cascade.candidates import KINDS, candidates, source_problem
 
 __all__ = [
     "BenchmarkConfig", "BuildResult", "Task", "TaskLoad", "build_tasks", "load_tasks",
@@ -58,7 +58,7 @@ class Task:
 
     @property
     def span0(self) -> tuple[int, int]:
-        """The same lines 0-based and half-open, as ``mccom_core.repo_index`` takes them
+        """The same lines 0-based and half-open, as ``mccom_core.retrieval.index`` takes them
         (``RepoIndex.eligible(task.path, task.span0)``)."""
         return self.start_line - 1, self.end_line
 
