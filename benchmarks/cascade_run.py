@@ -40,7 +40,8 @@ from mccom_core.cascade.engine import CascadeConfig, branch_stats, config_hash
 from mccom_core.errors import MccomError
 from mccom_core.paths import PROJECT_ROOT
 from mccom_core.cascade.policies import paper_comparison, summary
-from mccom_core.cascade.runner import cpu_name, package_versions, read_results, run_benchmark
+from mccom_core.cascade.runner import read_results, run_benchmark
+from mccom_core.provenance import cpu_name, package_versions
 from mccom_core.lab.study import paired_difference, retrieval_ablation, slm_missed_tasks
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"

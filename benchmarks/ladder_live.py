@@ -91,7 +91,7 @@ def _section(bench: str, config, out_dir: Path, seeds) -> str:
     import pandas as pd
 
     from mccom_core.ladder import cost as ladder_cost, plans as ladder_plans, replay as ladder
-    from mccom_core.ladder.plans import PAPER_CLAIMS
+    from mccom_core.papers import SELF_TESTING_CLAIMS as PAPER_CLAIMS
 
     outcomes = ladder.load_outcomes(out_dir / "outcomes.parquet")
     models = list(config.models)

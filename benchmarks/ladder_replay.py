@@ -140,7 +140,7 @@ def _fmt(df) -> str:
 def _report(args, data, gens, load_s, timings, pass1, formula_c, costs, fronts, savings, search_s,
             accept_rates, arr, agreement) -> str:
 
-    from mccom_core.ladder.plans import PAPER_CLAIMS
+    from mccom_core.papers import SELF_TESTING_CLAIMS as PAPER_CLAIMS
 
     cold_s, cold = timings["cold"]
     warm_s, warm = timings["warm"]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from mccom_core.lm.decoding import DecodeConfig, complete  # noqa: E402
 from mccom_core.lm.models import load_model  # noqa: E402
-from mccom_core.cascade.runner import cpu_name  # noqa: E402
+from mccom_core.provenance import cpu_name  # noqa: E402
 
 SOURCES = ["rank_bm25", "papermill.execute", "papermill.parameterize", "papermill.translators", "jupytext.cell_reader"]
 

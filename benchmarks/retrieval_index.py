@@ -43,7 +43,7 @@ from mccom_core.paths import PROJECT_ROOT, cache_dir
 from mccom_core.retrieval.index import RepoIndex, build_index
 from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig
 from mccom_core.retrieval.retrievers import get_retriever
-from mccom_core.cascade.runner import cpu_name
+from mccom_core.provenance import cpu_name
 
 # (label, pip requirement): small, large, very large.
 REPOS = [

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -55,7 +54,9 @@ from mccom_core.retrieval.queries import CompletionSite  # noqa: E402
 from mccom_core.retrieval.retrievers import get_retriever, load_index  # noqa: E402
 from mccom_core.retrieval.prompt import fit_block  # noqa: E402
 from mccom_core.lab.retrieval_study import block_makeup, novel_hits  # noqa: E402
-from mccom_core.cascade.runner import package_versions, read_results, select_tasks  # noqa: E402
+from mccom_core.cascade.runner import read_results, select_tasks  # noqa: E402
+from mccom_core.jsonl import JsonlWriter, read_jsonl  # noqa: E402
+from mccom_core.provenance import package_versions  # noqa: E402
 from mccom_core.lab.study import paired_difference  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -120,19 +121,14 @@ def measure(args, config: CascadeConfig) -> None:
     for t in tasks:
         by_kind.setdefault(t.kind, []).append(t)
     chosen = [t for k in sorted(by_kind) for t in by_kind[k][: args.per_kind]]
-    done = set()
-    if args.rows.exists():
-        for line in args.rows.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done.add((r["task_id"], r["variant"]))
+    done = {(r["task_id"], r["variant"]) for r in read_jsonl(args.rows)}
     todo = [t for t in chosen if any((t.task_id, v) not in done for v in VARIANTS)]
     if not todo:
         return
     lm = load_model(config.slm, device=args.device)
     retriever = get_retriever("round1", config.retrieval)
     indexes, meta = {}, {"slm_spec": config.slm, "config_hash": config_hash(config), "versions": package_versions()}
-    with args.rows.open("a", encoding="utf-8") as fh:
+    with JsonlWriter(args.rows) as writer:
         for i, task in enumerate(todo):
             try:
                 root = materialize(task.repo, task.repo_hash)
@@ -150,9 +146,8 @@ def measure(args, config: CascadeConfig) -> None:
                 row = run_variant(variant, lm, task, left, right, hits, config)
                 if variant == "left":
                     row["same_as_cascade"] = row["prediction"] == slm_rows.loc[task.task_id, "prediction"]
-                fh.write(json.dumps({**row, **meta, "load_average": round(os.getloadavg()[0], 2),
-                                     "written_at": time.time()}) + "\n")
-                fh.flush()
+                writer.write({**row, **meta, "load_average": round(os.getloadavg()[0], 2),
+                              "written_at": time.time()})
             print(f"{i + 1}/{len(todo)} {task.task_id}", file=sys.stderr, flush=True)
 
 
@@ -217,7 +212,7 @@ def main(argv=None) -> int:
     if not args.rows.exists():
         print(f"no rows in {args.rows}", file=sys.stderr)
         return 1
-    rows = pd.read_json(args.rows, lines=True)
+    rows = pd.DataFrame(read_jsonl(args.rows))
     text = report(rows, args)
     args.output.write_text(text, encoding="utf-8")
     print(text)

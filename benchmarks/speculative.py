@@ -44,7 +44,8 @@ from mccom_core.errors import MccomError  # noqa: E402
 from mccom_core.cascade.metrics import exact_match  # noqa: E402
 from mccom_core.lm.models import load_model  # noqa: E402
 from mccom_core.lm.prompts import PromptConfig, build_prompt  # noqa: E402
-from mccom_core.cascade.runner import cpu_name  # noqa: E402
+from mccom_core.jsonl import JsonlWriter, read_jsonl  # noqa: E402
+from mccom_core.provenance import cpu_name  # noqa: E402
 from mccom_core.lab.speculative import acceptance, method_frame, speedups  # noqa: E402
 
 CFG = DecodeConfig(stop="line", max_new_tokens=48, token_healing=False)
@@ -187,19 +188,14 @@ def main(argv=None) -> int:
     torch.set_grad_enabled(False)
     rows_path = Path(args.rows)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
-    if rows_path.exists():
-        for line in rows_path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[r["task_id"]] = r
+    done = {r["task_id"]: r for r in read_jsonl(rows_path)}
     if not args.summary_only:
         slm = load_model("qwen2.5-coder-0.5b", device="auto")
         llm = load_model("qwen2.5-coder-1.5b", device="auto")
         costs = {name: pass_costs(lm) for name, lm in (("0.5B", slm), ("1.5B", llm))}
         Path(args.rows).with_name("speculative_pass_cost.json").write_text(json.dumps(costs, indent=1))
         snapshots: dict[str, Path] = {}
-        with rows_path.open("a") as fh:
+        with JsonlWriter(rows_path) as writer:
             for i, task in enumerate(pick_tasks(args.n_tasks)):
                 if task.task_id in done:
                     continue
@@ -210,8 +206,7 @@ def main(argv=None) -> int:
                     print(f"skipped {task.task_id}: {exc}", file=sys.stderr)
                     continue
                 row["max_left_tokens"] = args.max_left_tokens
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
+                writer.write(row)
                 done[task.task_id] = row
                 print(f"[{i + 1}/{args.n_tasks}] {task.task_id} slm {row['slm']['plain']['tokens']} tok "
                       f"identical={row['slm']['identical']}{' llm identical=' + str(row['llm']['identical']) if 'llm' in row else ''}",

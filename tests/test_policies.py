@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from mccom_core.errors import MccomError
+from mccom_core.papers import MCCOM_HEADLINES
 from mccom_core.cascade.metrics import edit_similarity, exact_match
 from mccom_core.cascade.policies import (
-    PAPER, POLICIES, CascadeBranches, LatencyModel, best_threshold, paper_comparison, simulate, summary, sweep,
+    POLICIES, CascadeBranches, LatencyModel, best_threshold, paper_comparison, simulate, summary, sweep,
 )
 from mccom_core.cascade.users import USERS, make_user
 from mccom_core.cascade.engine import output_similarity, verbatim_share
@@ -224,7 +225,7 @@ def test_observations():
     assert output_similarity(results()) == 0.25  # (a, a) identical; b/x, c/q, d/y share nothing
     assert output_similarity(results(), "llm", "llm_rejected") == pytest.approx(0.5)
     table = paper_comparison(results(), summary(results(), [0.0, 0.5, 1.0]), accounting="cold")
-    assert table["metric"].tolist() == list(PAPER)
+    assert table["metric"].tolist() == list(MCCOM_HEADLINES)
     got = dict(zip(table["metric"], table["measured"]))
     assert got["latency_vs_llm_pct"] == pytest.approx(-37.5)
     assert got["llm_calls_vs_llm_pct"] == pytest.approx(-50.0)

@@ -12,6 +12,8 @@ from mccom_core.cascade.tasks import BenchmarkConfig, Task, build_tasks, save_ta
 from mccom_core.cascade.engine import CORE_BRANCHES, config_hash
 from mccom_core.cli import main
 from mccom_core.errors import MccomError
+from mccom_core.jsonl import JsonlWriter
+from mccom_core.provenance import cpu_name
 from mccom_core.cascade.policies import sweep
 from mccom_core.cascade.runner import read_results, run_benchmark, select_tasks
 from tests.test_cascade import TINY, pair, write_repo  # noqa: F401  (pair is a fixture)
@@ -73,7 +75,7 @@ def test_end_to_end_rows_skips_and_sweep(bench, pair, tmp_path):
     assert first["config"]["max_left_tokens"] == 128 and first["device"] == "cpu"
     assert set(first["versions"]) >= {"python", "torch", "transformers", "mccom-workbench"}
     assert (df["load_average"] >= 0).all()  # how busy the machine was when each row's timings were taken
-    assert (df["cpu"] == runner_mod.cpu_name()).all() and runner_mod.cpu_name().endswith(" cores")
+    assert (df["cpu"] == cpu_name()).all() and cpu_name().endswith(" cores")
     frame = sweep(df, [0.0, 0.5, 1.0])
     assert (frame["n"] == len(tasks)).all()
     assert frame[frame["policy"] == "always-llm"]["llm_share"].eq(1.0).all()
@@ -89,7 +91,7 @@ def test_resume_after_a_kill(bench, pair, tmp_path, monkeypatch):
     run_benchmark(path, clean, TINY, slm=slm, llm=llm, progress=False, limit=2, kind="stmt")
 
     out = tmp_path / "killed.jsonl"
-    real_write, calls = runner_mod.ResultsWriter.write, []
+    real_write, calls = JsonlWriter.write, []
 
     def dying_write(self, row):
         if len(calls) == 4:  # task 1's three rows and task 2's SLM row are stored, then it dies
@@ -97,10 +99,10 @@ def test_resume_after_a_kill(bench, pair, tmp_path, monkeypatch):
         calls.append(row["branch"])
         real_write(self, row)
 
-    monkeypatch.setattr(runner_mod.ResultsWriter, "write", dying_write)
+    monkeypatch.setattr(JsonlWriter, "write", dying_write)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(path, out, TINY, slm=slm, llm=llm, progress=False, limit=2, kind="stmt")
-    monkeypatch.setattr(runner_mod.ResultsWriter, "write", real_write)
+    monkeypatch.setattr(JsonlWriter, "write", real_write)
     assert len(read_results(out)) == 4
     with open(out, "a", encoding="utf-8") as fh:  # and a half-written row, cut by the kill
         fh.write('{"task_id": "repo/line/00')
@@ -158,9 +160,9 @@ def test_models_are_warmed_up_once_before_the_first_timed_branch(bench, pair, tm
 
     path, tasks = bench
     events = []
-    real_warm, real_write = models.warm_up, runner_mod.ResultsWriter.write
+    real_warm, real_write = models.warm_up, JsonlWriter.write
     monkeypatch.setattr(models, "warm_up", lambda lm, **kw: (events.append(("warm", lm.spec)), real_warm(lm, **kw)))
-    monkeypatch.setattr(runner_mod.ResultsWriter, "write",
+    monkeypatch.setattr(JsonlWriter, "write",
                         lambda self, row: (events.append(("row", row["branch"])), real_write(self, row)))
     run_benchmark(path, tmp_path / "r.jsonl", TINY, slm=pair[0], llm=pair[1], progress=False)
     assert events[:2] == [("warm", "tiny-slm"), ("warm", "tiny-llm")]

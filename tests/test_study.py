@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.lab.study import PAPER_OBSERVATIONS, cascade_results, complete_tasks, observations, quickstart_trace, retrieval_ablation
+from mccom_core.papers import MCCOM_OBSERVATIONS
+from mccom_core.lab.study import cascade_results, complete_tasks, observations, quickstart_trace, retrieval_ablation
 from tests.notebook_helpers import cascade_rows, write_jsonl
 
 
 def test_observations_exact():
     obs = observations(cascade_rows()).set_index("metric")
-    assert list(obs.index) == list(PAPER_OBSERVATIONS)
+    assert list(obs.index) == list(MCCOM_OBSERVATIONS)
     assert obs.loc["slm_output_in_left_pct", "measured"] == pytest.approx(100 * 3 / 8)  # t1, t3, t7
     assert obs.loc["slm_em_no_retrieval_pct", "measured"] == pytest.approx(100 * 2 / 8)  # t3, t7
     # SLM right on t1 t3 t5 t7 (4/8); LLM right on all but t3 t8 (6/8).

@@ -40,16 +40,9 @@ import pandas as pd
 
 from mccom_core.cascade.engine import output_similarity, verbatim_share
 from mccom_core.errors import MccomError
+from mccom_core.papers import MCCOM_HEADLINES
 from mccom_core.cascade.users import USERS, SimulatedUser, make_user  # noqa: F401  (re-exported)
 
-# The MCCom paper's headline numbers (Lu et al., FSE 2026, arXiv 2603.05974), in percent.
-PAPER = {
-    "latency_vs_llm_pct": -25.6,  # MCCom's latency relative to always-LLM
-    "llm_calls_vs_llm_pct": -46.3,  # LLM calls relative to always-LLM
-    "em_vs_llm_pct": 8.9,  # exact match gain
-    "slm_output_in_left_pct": 14.4,  # SLM outputs found verbatim in the left context
-    "slm_llm_es_pct": 78.4,  # edit similarity between SLM and LLM outputs
-}
 ACCOUNTINGS = ("cold", "warm")
 DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
 
@@ -356,5 +349,5 @@ def paper_comparison(results, summary_frame: pd.DataFrame, accounting: str = "wa
         "em_vs_llm_pct": row["em_vs_llm_pct"], "slm_output_in_left_pct": 100 * verbatim_share(results),
         "slm_llm_es_pct": 100 * output_similarity(results),
     }
-    return pd.DataFrame({"metric": list(PAPER), "paper": list(PAPER.values()),
-                         "measured": [float(ours[k]) for k in PAPER]})
+    return pd.DataFrame({"metric": list(MCCOM_HEADLINES), "paper": list(MCCOM_HEADLINES.values()),
+                         "measured": [float(ours[k]) for k in MCCOM_HEADLINES]})

@@ -17,10 +17,8 @@ skipped, never fatal.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import platform
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -33,9 +31,9 @@ from mccom_core.cascade.tasks import Task, read_tasks, task_context
 from mccom_core.cascade.snapshots import materialize
 from mccom_core.cascade.engine import Cascade, CascadeConfig, config_hash
 from mccom_core.errors import MccomError
+from mccom_core.jsonl import JsonlWriter, read_jsonl, repair
+from mccom_core.provenance import cpu_name, package_versions
 from mccom_core.retrieval.retrievers import load_index
-
-_VERSIONED = ("mccom-workbench", "torch", "transformers", "numpy", "rank-bm25", "bm25s", "rapidfuzz")
 
 
 @dataclass(frozen=True)
@@ -51,29 +49,6 @@ class RunReport:
     seconds: float = 0.0
     dropped_partial_line: bool = False  # a torn last line (from a kill) was cut off
     extra: dict = field(default_factory=dict)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape the results (``"-"`` when not installed)."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "-"
-    return out
-
-
-def cpu_name() -> str:
-    """The processor's model name and core count, e.g. ``"AMD EPYC, 2 cores"`` (rows carry it)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | None = None) -> list[Task]:
@@ -103,51 +78,13 @@ def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | No
     return [p[i] for i in range(longest) for p in per_kind if i < len(p)]
 
 
-def _cut_torn_line(path: Path) -> bool:
-    """Drop a last line without its newline (a write cut by a kill). True when one was cut."""
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb+") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return False
-        fh.truncate(data.rfind(b"\n") + 1)
-    return True
-
-
 def read_results(path, config_hash: str | None = None) -> pd.DataFrame:
     """The rows of a results file as a DataFrame (only those of ``config_hash`` if given).
 
     Unparseable lines (a torn last line) are ignored.
     """
-    rows = []
-    path = Path(path)
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").split("\n"):
-            try:
-                row = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError:
-                row = None
-            if isinstance(row, dict) and (config_hash is None or row.get("config_hash") == config_hash):
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
-class ResultsWriter:
-    """Appends rows to a JSONL file, flushed and fsynced one by one."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a", encoding="utf-8", newline="\n")
-
-    def write(self, row: dict) -> None:
-        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
+    rows = read_jsonl(path)
+    return pd.DataFrame([r for r in rows if config_hash is None or r.get("config_hash") == config_hash])
 
 
 def _stored_rows(path: Path, chash: str) -> dict[str, dict[str, dict]]:
@@ -191,14 +128,14 @@ def run_benchmark(
         skipped += [(msg.split(": ", 1)[0], msg.split(": ", 1)[-1]) for msg in loaded.skipped]
         tasks = loaded.tasks
     selected = select_tasks(tasks, kind, limit)
-    dropped = _cut_torn_line(out)
+    dropped = repair(out)
     done = _stored_rows(out, chash)
     existing = sum(len(v) for v in done.values())
     todo = [t for t in selected if not set(config.branches) <= set(done.get(t.task_id, {}))]
 
     written, cascade, meta = 0, None, {}
     if todo:
-        writer = ResultsWriter(out)
+        writer = JsonlWriter(out)
         contexts = _Contexts(snapshot, index_loader, config)
         try:
             for task in _progress(todo, progress):

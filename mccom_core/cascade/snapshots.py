@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mccom_core.errors import MccomError
+from mccom_core.provenance import file_sha256
 from mccom_core.paths import cache_dir
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9][A-Za-z0-9._+!-]*)\s*$")
@@ -79,14 +80,6 @@ def parse_spec(spec: str) -> RepoSpec:
         )
     resolved = path.resolve()
     return RepoSpec("local", resolved.name, "", str(resolved))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def python_files(root: Path) -> list[Path]:

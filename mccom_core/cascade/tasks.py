@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mccom_core.errors import MccomError
-from mccom_core.cascade.snapshots import Snapshot, file_sha256, materialize, open_snapshot, python_files
+from mccom_core.cascade.snapshots import Snapshot, materialize, open_snapshot, python_files
+from mccom_core.provenance import file_sha256
 from mccom_core.cascade.candidates import KINDS, candidates, source_problem
 
 __all__ = [

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mccom_core.papers import MCCOM_HEADLINES
+
 THRESHOLD_POLICIES = ("mccom", "confidence-only")  # drawn as curves over the threshold
 FIXED_POLICIES = ("always-slm", "always-llm", "rejection-only", "oracle")  # drawn as points
 POINT_COLORS = {"always-slm": "tab:green", "always-llm": "tab:purple", "rejection-only": "tab:brown", "oracle": "k"}
-PAPER_LATENCY_VS_LLM = -0.256  # MCCom vs always-LLM (Lu et al.): mean latency
-PAPER_EM_VS_LLM = 0.089  # ... exact match
-PAPER_LLM_CALLS_VS_LLM = -0.463  # ... LLM calls
 
 
 def _axes(ax, figsize=(6, 4)):
@@ -75,7 +74,7 @@ def latency_vs_em(sweep_frame: pd.DataFrame, accounting: str | None = "warm", *,
                    label=f"threshold {threshold:.2f}")
     llm = points[points["policy"] == "always-llm"]
     if paper_point and not llm.empty:
-        ax.scatter(llm["mean_ms"].iloc[0] / 1e3 * (1 + PAPER_LATENCY_VS_LLM), llm["em"].iloc[0] * (1 + PAPER_EM_VS_LLM),
+        ax.scatter(llm["mean_ms"].iloc[0] / 1e3 * (1 + MCCOM_HEADLINES["latency_vs_llm_pct"] / 100), llm["em"].iloc[0] * (1 + MCCOM_HEADLINES["em_vs_llm_pct"] / 100),
                    marker="X", s=90, color="tab:red", zorder=4, label="paper's MCCom (relative to our always-LLM)")
     ax.set_xlabel("mean latency per request (s)")
     ax.set_ylabel("exact match")
@@ -98,7 +97,7 @@ def llm_share_vs_threshold(sweep_frame: pd.DataFrame, accounting: str | None = "
     if not oracle.empty:
         ax.axhline(oracle["llm_share"].iloc[0], color="k", ls=":", label="oracle (bound)")
     if paper_point:
-        ax.axhline(1 + PAPER_LLM_CALLS_VS_LLM, color="tab:red", ls="--", label="paper's MCCom share")
+        ax.axhline(1 + MCCOM_HEADLINES["llm_calls_vs_llm_pct"] / 100, color="tab:red", ls="--", label="paper's MCCom share")
     if threshold is not None:
         ax.axvline(threshold, color="grey", lw=1, label=f"threshold {threshold:.2f}")
     ax.set_xlim(0, 1)

@@ -14,13 +14,13 @@ theoretical ceiling of the decode speedup when a pass costs what a plain step co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
+from mccom_core.jsonl import read_jsonl
 
 ROLES = {"slm": "0.5B (stage 1)", "llm": "1.5B (stage 2)"}  # how the plots name the two blocks
 BASELINE = "plain"
@@ -40,12 +40,7 @@ def read_rows(path) -> list[dict]:
     if not path.is_file():
         raise MccomError(f"no speculative rows at {path}: run `python benchmarks/speculative.py` "
                          "or pass the path of its --rows file")
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line)) if line.strip() else None
-        except json.JSONDecodeError:
-            continue
+    rows = read_jsonl(path)
     if not rows:
         raise MccomError(f"{path} holds no rows: run `python benchmarks/speculative.py` first")
     return rows

@@ -23,16 +23,9 @@ import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
+from mccom_core.papers import MCCOM_OBSERVATIONS
 from mccom_core.paths import DEFAULT_TASKS
 
-
-# The MCCom paper's observations (Lu et al., arXiv 2603.05974), in percent.
-PAPER_OBSERVATIONS = {
-    "slm_output_in_left_pct": 14.4,  # SLM outputs found verbatim in the left context
-    "slm_llm_es_pct": 78.4,  # mean edit similarity between SLM and LLM outputs
-    "slm_em_no_retrieval_pct": 37.8,  # SLM exact match without retrieval
-    "slm_vs_llm_em_pct": 73.8,  # SLM exact match relative to the LLM's
-}
 
 # Retrieval settings of the ablation: setting -> (SLM branch, LLM branch).
 RETRIEVAL_SETTINGS = {
@@ -92,11 +85,11 @@ def observations(results) -> pd.DataFrame:
         "slm_vs_llm_em_pct": (100 * both["em"].astype(float).mean() / both["em_llm"].astype(float).mean()
                               if not both.empty and both["em_llm"].astype(bool).any() else np.nan),
     }
-    return pd.DataFrame({"metric": list(PAPER_OBSERVATIONS), "paper": list(PAPER_OBSERVATIONS.values()),
-                         "measured": [float(measured[k]) for k in PAPER_OBSERVATIONS],
+    return pd.DataFrame({"metric": list(MCCOM_OBSERVATIONS), "paper": list(MCCOM_OBSERVATIONS.values()),
+                         "measured": [float(measured[k]) for k in MCCOM_OBSERVATIONS],
                          "n_tasks": [len(slm_nr) if k == "slm_em_no_retrieval_pct" else
                                      len(both) if k == "slm_vs_llm_em_pct" else len(slm)
-                                     for k in PAPER_OBSERVATIONS]})
+                                     for k in MCCOM_OBSERVATIONS]})
 
 
 def slm_missed_tasks(results) -> set[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from mccom_core.errors import MccomError
+from mccom_core.jsonl import JsonlWriter, read_jsonl, repair
 from mccom_core.ladder.data import (COLUMNS, Generations, Problem, load_problems, write_replay_dir)
 
 # A solution continues the prompt's indented function body, so the first line that starts
@@ -214,23 +215,14 @@ def _partial_key(config: LiveConfig) -> str:
 def _read_partial(path: Path | None) -> dict[tuple, dict]:
     """Chunks recorded by an earlier call, keyed by (run, problem numbers).
 
-    A torn line (a run killed while writing) is dropped from the file, so the next chunk is
-    appended on a line of its own.
+    A torn last line (a run killed while writing) is cut from the file (see
+    :mod:`mccom_core.jsonl`), so the next chunk is appended on a line of its own.
     """
-    done: dict[tuple, dict] = {}
-    if path is None or not path.is_file():
-        return done
-    good, torn = [], False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-            done[(rec["run"], tuple(rec["numbers"]))] = rec
-            good.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            torn = True
-    if torn:
-        path.write_text("".join(line + "\n" for line in good), encoding="utf-8")
-    return done
+    if path is None:
+        return {}
+    repair(path)
+    return {(rec["run"], tuple(rec["numbers"])): rec for rec in read_jsonl(path)
+            if "run" in rec and isinstance(rec.get("numbers"), list)}
 
 
 def generate_model(loaded, model_name: str, problems: dict[int, Problem], config: LiveConfig,
@@ -254,9 +246,8 @@ def generate_model(loaded, model_name: str, problems: dict[int, Problem], config
         if rec is None:
             rec = _generate_chunk(loaded, model_name, problems, nums, run, index, config)
             if partial is not None:
-                partial.parent.mkdir(parents=True, exist_ok=True)
-                with partial.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(rec) + "\n")
+                with JsonlWriter(partial) as writer:
+                    writer.write(rec)
         else:
             reused += 1
         rows += rec["rows"]

@@ -25,8 +25,6 @@ import pandas as pd
 from mccom_core.errors import MccomError
 from mccom_core.ladder.replay import acceptance_rule
 
-# Quoted from the paper (arXiv 2405.15842) for side-by-side tables; not measurements.
-PAPER_CLAIMS = {"average_saving": 0.26, "max_saving": 0.70, "wizardcoder_saving": (0.17, 0.31)}
 THETA_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 

