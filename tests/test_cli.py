@@ -1,7 +1,11 @@
-"""The mccom CLI wraps the library: complete and quickstart on a tiny checkpoint, clear errors."""
+"""The mccom CLI wraps the library: complete and quickstart on a tiny checkpoint, clear errors,
+and every option's default read from the library config it feeds."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import inspect
 import subprocess
 import sys
 
@@ -9,6 +13,7 @@ import pytest
 
 from mccom_core.cli import build_parser, main
 from mccom_core.lab.quickstart import QuickstartConfig, pick_lines, run_quickstart
+from mccom_core.paths import DEFAULT_TASKS
 from tests.conftest import build_tiny_tokenizer, tiny_qwen
 
 SOURCE = '''import os
@@ -85,3 +90,167 @@ def test_pick_lines_is_seeded_and_skips_trivial():
     a = pick_lines(SOURCE, 3, seed=1)
     assert a == pick_lines(SOURCE, 3, seed=1)
     assert all(c.ground_truth.strip() and not c.ground_truth.startswith("#") for c in a)
+
+
+# --- Defaults come from the library (mccom_core.cli._defaults), never restated by the CLI ---
+
+def _leaf_parsers(parser, path=()):
+    """(command path, parser) of every runnable sub-command under ``parser``."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for sub in subs:
+        for name, child in sub.choices.items():
+            yield from _leaf_parsers(child, path + (name,))
+
+
+def _param(func, name):
+    return inspect.signature(func).parameters[name].default
+
+
+def _expected():
+    """Each sub-command's minimal argv and the namespace it must parse to: every option, with
+    the value of the library config field (or function parameter) it feeds."""
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.cascade.runner import run_benchmark
+    from mccom_core.cascade.tasks import BenchmarkConfig
+    from mccom_core.lab.reproduce import reproduce
+    from mccom_core.ladder.live import LiveConfig
+    from mccom_core.ladder.plans import run_plans
+    from mccom_core.ladder.replay import ReplayConfig, run_replay
+    from mccom_core.lm.decoding import DecodeConfig
+    from mccom_core.lm.models import load_model
+    from mccom_core.lm.prompts import PromptConfig
+    from mccom_core.retrieval.queries import RetrievalConfig
+
+    decode, prompt, cascade, bench = DecodeConfig(), PromptConfig(), CascadeConfig(), BenchmarkConfig()
+    quick, retrieval, replay, live = QuickstartConfig(), RetrievalConfig(), ReplayConfig(), LiveConfig()
+    index = {"repo": "r", "backend": retrieval.backend, "extensions": retrieval.extensions,
+             "window_lines": retrieval.window_lines, "stride": retrieval.stride, "no_cache": False}
+    return {
+        ("complete",): (["f.py", "--line", "3"], {
+            "file": "f.py", "line": 3, "col": None, "model": cascade.slm,
+            "device": _param(load_model, "device"), "dtype": _param(load_model, "dtype"),
+            "drafter": cascade.stage1_drafter, "stop": decode.stop, "max_new_tokens": decode.max_new_tokens,
+            "max_left_tokens": prompt.max_left_tokens, "format": prompt.format, "heal": decode.token_healing}),
+        ("quickstart",): ([], {
+            "file": None, "lines": None, "n_lines": quick.n_lines, "seed": quick.seed, "models": quick.models,
+            "device": quick.device, "drafter": quick.drafter, "out": None}),
+        ("bench", "build"): (["--spec", "pkg==1.0"], {
+            "definition": None, "spec": "pkg==1.0", "repo": None, "out": None, "record": False, "check": False,
+            "kind": bench.kind, "tasks": bench.tasks_per_repo, "seed": bench.seed}),
+        ("bench", "run"): (["--out", "o.jsonl"], {
+            "tasks": str(DEFAULT_TASKS), "out": "o.jsonl", "limit": None, "kind": None,
+            "device": _param(run_benchmark, "device"), "slm": cascade.slm, "llm": cascade.llm, "ablation": [],
+            "max_left_tokens": cascade.max_left_tokens, "retrieved_tokens": cascade.retrieved_tokens,
+            "stage1_drafter": cascade.stage1_drafter, "context_draft_len": cascade.context_draft_len,
+            "stage2_drafter": cascade.stage2_drafter, "warm": cascade.warm, "quiet": False}),
+        ("retrieve", "index"): (["r"], index),
+        ("retrieve", "query"): (["r", "f.py", "--line", "3"], {
+            **index, "file": "f.py", "line": 3, "strategy": "round1",
+            "top_k": 5,  # intentionally not retrieval.top_k: a listing to read (see cli/retrieve.py)
+            "slm_output": None, "confidence": None, "show_text": False}),
+        ("ladder", "replay"): (["--out", "o"], {
+            "data": None, "models": None, "runs": _param(run_replay, "runs"),
+            "samples": _param(run_replay, "samples"), "problems": None, "timeout": replay.sandbox.timeout_s,
+            "k_grid": replay.k_grid, "out": "o"}),
+        ("ladder", "plans"): (["--outcomes", "x.parquet", "--out", "o"], {
+            "outcomes": "x.parquet", "throughput": None, "cost_json": None, "models": None,
+            "seeds": _param(run_plans, "seeds"), "thetas": _param(run_plans, "thetas"),
+            "rule": _param(run_plans, "rule"), "val_frac": _param(run_plans, "val_frac"), "out": "o"}),
+        ("ladder", "live"): (["--out", "o"], {
+            "benchmark": live.benchmark, "models": live.models, "problems": live.problems, "k": live.k,
+            "runs": live.runs, "seed": live.seed, "max_new_tokens": live.max_new_tokens,
+            "batch_size": live.batch_size, "chunk": live.chunk, "device": live.device, "threads": live.threads,
+            "out": "o"}),
+        ("reproduce",): ([], {
+            "profile": _param(reproduce, "profile"), "out": None, "notebooks": None, "slm": None, "llm": None,
+            "device": None, "param": [], "no_progress": False}),
+    }
+
+
+SUBCOMMAND_DESTS = {"func", "command", "bench_command", "retrieve_command", "ladder_command"}
+# Defaults the CLI states itself: no library config holds them (or, top_k, differs on purpose).
+CLI_LITERALS = {("bench", "run"): {"tasks"}, ("retrieve", "query"): {"strategy", "top_k"}}
+
+
+def test_every_option_defaults_to_the_library_value():
+    from mccom_core.cli._defaults import LibraryDefault
+
+    expected = _expected()
+    leaves = dict(_leaf_parsers(build_parser()))
+    assert set(leaves) == set(expected)
+    for path, (argv, values) in expected.items():
+        parsed = vars(build_parser().parse_args([*path, *argv]))
+        got = {k: v for k, v in parsed.items() if k not in SUBCOMMAND_DESTS}
+        assert got == values, path
+        # and the value is read from the library, not restated (None/False/[] mean "not given")
+        for action in leaves[path]._actions:
+            unset = action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS)
+            if not unset and action.dest not in CLI_LITERALS.get(path, ()):
+                assert isinstance(action.default, LibraryDefault), (path, action.dest)
+
+
+def test_every_option_has_help_showing_its_default():
+    from mccom_core.cli._defaults import LibraryDefault
+
+    for path, parser in _leaf_parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            text = formatter._expand_help(action) if action.help else ""
+            assert text.strip(), (path, action.dest)
+            if isinstance(action.default, LibraryDefault):
+                value = action.default.value
+                shown = " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                # None ("not set") is explained in words, e.g. "(default: all)"
+                assert (f"(default: {shown})" if value is not None else "(default: ") in text, (path, action.dest)
+            elif action.default not in (None, False, [], argparse.SUPPRESS):  # literal CLI defaults
+                assert f"(default: {action.default})" in text, (path, action.dest, text)
+
+
+def test_changing_a_config_default_changes_the_cli(monkeypatch):
+    from mccom_core.lm.decoding import DecodeConfig
+
+    monkeypatch.setattr(DecodeConfig.__dataclass_fields__["max_new_tokens"], "default", 7)
+    parser = build_parser()
+    assert parser.parse_args(["complete", "f.py", "--line", "1"]).max_new_tokens == 7
+    complete = dict(_leaf_parsers(parser))[("complete",)]
+    assert "cap on generated tokens (default: 7)" in " ".join(complete.format_help().split())
+
+
+def test_library_default_reads_fields_factories_and_parameters():
+    from mccom_core.cli._defaults import library_default
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        required: str
+        n: int = 3
+        xs: list = dataclasses.field(default_factory=lambda: [1, 2])
+
+    def fn(a, b=4.5):
+        return a, b
+
+    assert library_default(Config, "n") == 3
+    assert library_default(Config, "xs") == [1, 2]
+    assert library_default(fn, "b") == 4.5
+    with pytest.raises(TypeError, match="no default"):
+        library_default(Config, "required")
+    with pytest.raises(TypeError, match="no default"):
+        library_default(fn, "a")
+
+
+def test_flags_override_library_defaults():
+    parser = build_parser()
+    ns = parser.parse_args(["retrieve", "index", "r", "--ext", ".pyi", "--ext", ".pyx"])
+    assert ns.extensions == [".pyi", ".pyx"]  # replaces the default, does not append to it
+    assert parser.parse_args(["complete", "f.py", "--line", "1", "--no-heal"]).heal is False
+    assert parser.parse_args(["bench", "run", "--out", "o", "--no-warm"]).warm is False
+    ns = parser.parse_args(["ladder", "plans", "--outcomes", "x", "--out", "o", "--thetas", "0.5", "--seeds", "3"])
+    assert (ns.thetas, ns.seeds) == ([0.5], [3])
+
+
+def test_top_level_help_imports_no_heavy_module():
+    code = ("import sys; from mccom_core.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,7 +3,8 @@
 Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)``; the module adds its parser and sets ``func`` to a function that
 takes the parsed namespace, calls the library and returns an exit code. The library never
-parses argv.
+parses argv, and the CLI never restates the library's defaults: options default to
+``_defaults.default(owner, name)``, read from the config dataclass (or function) they feed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import importlib.util
 import sys
 
+from mccom_core.cli._defaults import Parser
 from mccom_core.errors import MccomError
 
 # Sub-command modules, in the order ``mccom --help`` lists them. A name whose module is not
@@ -22,7 +24,7 @@ _COMMAND_MODULES = ("complete", "quickstart", "bench", "retrieve", "ladder", "re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mccom",
         description="Model cascading for code completion: models, drafting, retrieval, cascades.",
     )

@@ -7,6 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mccom_core.cli._defaults import default
+from mccom_core.paths import DEFAULT_TASKS
+
+BENCHMARK = "mccom_core.cascade.tasks:BenchmarkConfig"
+CASCADE = "mccom_core.cascade.engine:CascadeConfig"
+RUN_BENCHMARK = "mccom_core.cascade.runner:run_benchmark"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="build and run completion benchmarks")
@@ -42,9 +49,12 @@ def _register_build(sub) -> None:
     build.add_argument("--check", action="store_true",
                        help="rebuild into a temporary directory and compare byte for byte with "
                        "the shipped task files; exit 1 on any difference")
-    build.add_argument("--kind", default="line", choices=("line", "stmt"), help="with --spec")
-    build.add_argument("--tasks", type=int, default=100, help="with --spec: tasks to draw")
-    build.add_argument("--seed", type=int, default=0, help="with --spec: sampling seed")
+    build.add_argument("--kind", default=default(BENCHMARK, "kind"), choices=("line", "stmt"),
+                       help="with --spec: task kind (default: %(default)s)")
+    build.add_argument("--tasks", type=int, default=default(BENCHMARK, "tasks_per_repo"),
+                       help="with --spec: tasks to draw (default: %(default)s)")
+    build.add_argument("--seed", type=int, default=default(BENCHMARK, "seed"),
+                       help="with --spec: sampling seed (default: %(default)s)")
     build.set_defaults(func=_build)
 
 
@@ -87,23 +97,29 @@ def _register_run(sub) -> None:
             "Re-running with the same --out resumes: rows already there are not recomputed."
         ),
     )
-    run.add_argument("--tasks", default="data/benchmarks/default",
-                     help="task JSONL file or directory (default: data/benchmarks/default)")
+    run.add_argument("--tasks", default=str(DEFAULT_TASKS),
+                     help="task JSONL file or directory, the shipped benchmark by default (default: %(default)s)")
     run.add_argument("--out", required=True, help="results JSONL (created or resumed)")
     run.add_argument("--limit", type=int, help="at most N tasks per kind, round-robin over repositories")
-    run.add_argument("--kind", choices=("line", "stmt"), help="only this task kind")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    run.add_argument("--slm", default="qwen2.5-coder-0.5b", help="local model spec")
-    run.add_argument("--llm", default="qwen2.5-coder-1.5b", help="cloud model spec")
+    run.add_argument("--kind", choices=("line", "stmt"), help="only this task kind (default: both)")
+    run.add_argument("--device", default=default(RUN_BENCHMARK, "device"),
+                     help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    run.add_argument("--slm", default=default(CASCADE, "slm"), help="local model spec (default: %(default)s)")
+    run.add_argument("--llm", default=default(CASCADE, "llm"), help="cloud model spec (default: %(default)s)")
     run.add_argument("--ablation", action="append", default=[],
                      help="add ablation branches: no-drafting, no-retrieval, repocoder (repeatable)")
-    run.add_argument("--max-left-tokens", type=int, default=1024, help="left-context budget")
-    run.add_argument("--retrieved-tokens", type=int, default=512, help="retrieved-block budget")
-    run.add_argument("--stage1-drafter", default="context", help="drafter of SLM / LLM-direct branches")
-    run.add_argument("--context-draft-len", type=int, default=None,
-                     help="context-match draft length (default: 2 on a CPU, 10 on a GPU)")
-    run.add_argument("--stage2-drafter", default="cross-model+context", help="drafter after a rejection")
-    run.add_argument("--no-warm", action="store_true", help="skip the warm-cache SLM timing")
+    run.add_argument("--max-left-tokens", type=int, default=default(CASCADE, "max_left_tokens"),
+                     help="left-context budget (default: %(default)s)")
+    run.add_argument("--retrieved-tokens", type=int, default=default(CASCADE, "retrieved_tokens"),
+                     help="retrieved-block budget (default: %(default)s)")
+    run.add_argument("--stage1-drafter", default=default(CASCADE, "stage1_drafter"),
+                     help="drafter of SLM / LLM-direct branches (default: %(default)s)")
+    run.add_argument("--context-draft-len", type=int, default=default(CASCADE, "context_draft_len"),
+                     help="context-match draft length (default: the drafter's, 2 on a CPU, 10 on a GPU)")
+    run.add_argument("--stage2-drafter", default=default(CASCADE, "stage2_drafter"),
+                     help="drafter after a rejection (default: %(default)s)")
+    run.add_argument("--warm", action=argparse.BooleanOptionalAction, default=default(CASCADE, "warm"),
+                     help="also time the SLM with a warm prefix cache (default: %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
@@ -116,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         slm=args.slm, llm=args.llm, max_left_tokens=args.max_left_tokens,
         retrieved_tokens=args.retrieved_tokens, stage1_drafter=args.stage1_drafter,
         context_draft_len=args.context_draft_len,
-        stage2_drafter=args.stage2_drafter, warm=not args.no_warm,
+        stage2_drafter=args.stage2_drafter, warm=args.warm,
     ).with_ablations(*args.ablation)
     report = run_benchmark(args.tasks, args.out, config, limit=args.limit, kind=args.kind,
                            device=args.device, progress=not args.quiet)

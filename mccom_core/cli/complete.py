@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+from mccom_core.cli._defaults import default
+
+DECODE = "mccom_core.lm.decoding:DecodeConfig"
+PROMPT = "mccom_core.lm.prompts:PromptConfig"
+LOAD = "mccom_core.lm.models:load_model"
+CASCADE = "mccom_core.cascade.engine:CascadeConfig"  # the local model and its stage-1 drafter
 
 
 def register(sub) -> None:
@@ -10,15 +18,23 @@ def register(sub) -> None:
     p.add_argument("file", help="source file")
     p.add_argument("--line", type=int, required=True, help="1-based line of the cursor")
     p.add_argument("--col", type=int, default=None, help="0-based column (default: after the indentation)")
-    p.add_argument("--model", default="qwen2.5-coder-0.5b", help="registry name, checkpoint folder, .gguf file or hub id")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--drafter", default="context", help="none, context, ...")
-    p.add_argument("--stop", default="line", choices=["line", "statement", "none"])
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--max-left-tokens", type=int, default=1024)
-    p.add_argument("--format", default="left", choices=["left", "fim"])
-    p.add_argument("--no-heal", action="store_true", help="disable token healing")
+    p.add_argument("--model", default=default(CASCADE, "slm"),
+                   help="registry name, checkpoint folder, .gguf file or hub id (default: %(default)s)")
+    p.add_argument("--device", default=default(LOAD, "device"), help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--dtype", default=default(LOAD, "dtype"),
+                   help="auto or a torch dtype name, e.g. float32 (default: %(default)s)")
+    p.add_argument("--drafter", default=default(CASCADE, "stage1_drafter"),
+                   help="drafter registry name: none, context, ... (default: %(default)s)")
+    p.add_argument("--stop", default=default(DECODE, "stop"), choices=["line", "statement", "none"],
+                   help="stop rule (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=default(DECODE, "max_new_tokens"),
+                   help="cap on generated tokens (default: %(default)s)")
+    p.add_argument("--max-left-tokens", type=int, default=default(PROMPT, "max_left_tokens"),
+                   help="left-context budget in tokens (default: %(default)s)")
+    p.add_argument("--format", default=default(PROMPT, "format"), choices=["left", "fim"],
+                   help="prompt format: left context only, or fill-in-the-middle (default: %(default)s)")
+    p.add_argument("--heal", action=argparse.BooleanOptionalAction, default=default(DECODE, "token_healing"),
+                   help="token healing: back off the prompt's last token (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +49,7 @@ def run(args) -> int:
     if not path.is_file():
         raise MccomError(f"file not found: {path}")
     left, right = split_at_cursor(path.read_text(encoding="utf-8"), args.line, args.col)
-    decode = DecodeConfig(stop=args.stop, max_new_tokens=args.max_new_tokens, token_healing=not args.no_heal)
+    decode = DecodeConfig(stop=args.stop, max_new_tokens=args.max_new_tokens, token_healing=args.heal)
     drafter = make_drafter(args.drafter)
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
     prompt = build_prompt(left, right, lm.tokenizer, PromptConfig(max_left_tokens=args.max_left_tokens, format=args.format))

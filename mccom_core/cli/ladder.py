@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from mccom_core.cli._defaults import default
+
+REPLAY = "mccom_core.ladder.replay:ReplayConfig"
+RUN_REPLAY = "mccom_core.ladder.replay:run_replay"
+SANDBOX = "mccom_core.ladder.sandbox:SandboxConfig"  # ReplayConfig's default sandbox is SandboxConfig()
+RUN_PLANS = "mccom_core.ladder.plans:run_plans"
+LIVE = "mccom_core.ladder.live:LiveConfig"
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("ladder", help="self-testing model ladder for code generation (arXiv 2405.15842)")
@@ -13,12 +21,17 @@ def register(subparsers) -> None:
     rp = sub.add_parser("replay", help="execute recorded generations and write the outcomes frame")
     rp.add_argument("--data", default=None, help="folder with answer/, testcase/, data/ (default: shared data's "
                                                  "code_cascading_wizardcoder)")
-    rp.add_argument("--models", nargs="+", default=None, help="ladder small to large (default 7B 13B 34B)")
-    rp.add_argument("--runs", type=int, default=10, help="sampled runs per model")
-    rp.add_argument("--samples", type=int, default=10, help="samples per run (file name p<samples>)")
-    rp.add_argument("--problems", type=int, default=None, help="only the first N problems")
-    rp.add_argument("--timeout", type=float, default=1.0, help="seconds per (solution, test) pair")
-    rp.add_argument("--k-grid", type=int, nargs="+", default=None, help="k values (default 0 1 2 3 4 5 10)")
+    rp.add_argument("--models", nargs="+", default=None,
+                    help="ladder small to large (default: the recorded WizardCoder ladder)")
+    rp.add_argument("--runs", type=int, default=default(RUN_REPLAY, "runs"),
+                    help="sampled runs per model (default: %(default)s)")
+    rp.add_argument("--samples", type=int, default=default(RUN_REPLAY, "samples"),
+                    help="samples per run, file name p<samples> (default: %(default)s)")
+    rp.add_argument("--problems", type=int, default=None, help="only the first N problems (default: all)")
+    rp.add_argument("--timeout", type=float, default=default(SANDBOX, "timeout_s"),
+                    help="seconds per (solution, test) pair (default: %(default)s)")
+    rp.add_argument("--k-grid", type=int, nargs="+", default=default(REPLAY, "k_grid"),
+                    help="k values (default: %(default)s)")
     rp.add_argument("--out", required=True, help="output folder")
     rp.set_defaults(func=_replay)
 
@@ -26,26 +39,40 @@ def register(subparsers) -> None:
     pl.add_argument("--outcomes", required=True, help="outcomes.parquet from `replay` or `live`")
     pl.add_argument("--throughput", default=None, help="authors' wizard_he_throughput.csv (replay costs)")
     pl.add_argument("--cost-json", default=None, help="JSON {model: cost per token} (e.g. a live run's)")
-    pl.add_argument("--models", nargs="+", default=None, help="ladder order, small to large")
-    pl.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    pl.add_argument("--thetas", type=float, nargs="+", default=None)
-    pl.add_argument("--rule", default="readme", help="acceptance rule: readme | authors-code")
-    pl.add_argument("--val-frac", type=float, default=0.3, help="share of problems in the validation split")
+    pl.add_argument("--models", nargs="+", default=None,
+                    help="ladder order, small to large (default: the order recorded with the outcomes)")
+    pl.add_argument("--seeds", type=int, nargs="+", default=default(RUN_PLANS, "seeds"),
+                    help="seeds of the validation/test splits (default: %(default)s)")
+    pl.add_argument("--thetas", type=float, nargs="+", default=default(RUN_PLANS, "thetas"),
+                    help="acceptance thresholds searched (default: %(default)s)")
+    pl.add_argument("--rule", default=default(RUN_PLANS, "rule"),
+                    help="acceptance rule: readme | authors-code (default: %(default)s)")
+    pl.add_argument("--val-frac", type=float, default=default(RUN_PLANS, "val_frac"),
+                    help="share of problems in the validation split (default: %(default)s)")
     pl.add_argument("--out", required=True, help="output folder")
     pl.set_defaults(func=_plans)
 
     lv = sub.add_parser("live", help="generate with the real Qwen ladder, record, replay")
-    lv.add_argument("--benchmark", default="humaneval", help="humaneval | mbpp")
-    lv.add_argument("--models", nargs="+", default=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])
-    lv.add_argument("--problems", type=int, default=None, help="only the first N problems")
-    lv.add_argument("--k", type=int, default=5, help="sampled solutions and test blocks per problem")
-    lv.add_argument("--runs", type=int, default=1)
-    lv.add_argument("--seed", type=int, default=0)
-    lv.add_argument("--max-new-tokens", type=int, default=256)
-    lv.add_argument("--batch-size", type=int, default=8)
-    lv.add_argument("--chunk", type=int, default=8, help="problems per recorded chunk (the unit of resumption)")
-    lv.add_argument("--device", default="auto")
-    lv.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 helps on a busy machine)")
+    lv.add_argument("--benchmark", default=default(LIVE, "benchmark"), help="humaneval | mbpp (default: %(default)s)")
+    lv.add_argument("--models", nargs="+", default=default(LIVE, "models"),
+                    help="model specs, small to large (default: %(default)s)")
+    lv.add_argument("--problems", type=int, default=default(LIVE, "problems"),
+                    help="only the first N problems (default: all)")
+    lv.add_argument("--k", type=int, default=default(LIVE, "k"),
+                    help="sampled solutions and test blocks per problem (default: %(default)s)")
+    lv.add_argument("--runs", type=int, default=default(LIVE, "runs"),
+                    help="independent sampled runs, seeds seed, seed+1, ... (default: %(default)s)")
+    lv.add_argument("--seed", type=int, default=default(LIVE, "seed"),
+                    help="sampling seed of the first run (default: %(default)s)")
+    lv.add_argument("--max-new-tokens", type=int, default=default(LIVE, "max_new_tokens"),
+                    help="cap on tokens per solution (default: %(default)s)")
+    lv.add_argument("--batch-size", type=int, default=default(LIVE, "batch_size"),
+                    help="sequences per generate() call (default: %(default)s)")
+    lv.add_argument("--chunk", type=int, default=default(LIVE, "chunk"),
+                    help="problems per recorded chunk, the unit of resumption (default: %(default)s)")
+    lv.add_argument("--device", default=default(LIVE, "device"), help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    lv.add_argument("--threads", type=int, default=default(LIVE, "threads"),
+                    help="torch CPU threads; 1 helps on a busy machine (default: torch's choice)")
     lv.add_argument("--out", required=True, help="output folder (replay layout + outcomes)")
     lv.set_defaults(func=_live)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -57,9 +84,7 @@ def _replay(args: argparse.Namespace) -> int:
     from mccom_core.ladder.sandbox import SandboxConfig
 
     data = args.data or shared_data_dir() / "code_cascading_wizardcoder"
-    config = ReplayConfig(sandbox=SandboxConfig(timeout_s=args.timeout))
-    if args.k_grid:
-        config = ReplayConfig(k_grid=tuple(args.k_grid), sandbox=config.sandbox)
+    config = ReplayConfig(k_grid=tuple(args.k_grid), sandbox=SandboxConfig(timeout_s=args.timeout))
     paths = run_replay(data, args.out, models=args.models, runs=args.runs, samples=args.samples,
                        problems=args.problems, config=config, progress=True)
     print(json.dumps(paths, indent=1))
@@ -67,7 +92,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _plans(args: argparse.Namespace) -> int:
-    from mccom_core.ladder.plans import THETA_GRID, run_plans
+    from mccom_core.ladder.plans import run_plans
 
     cost = None
     if args.cost_json:
@@ -75,7 +100,7 @@ def _plans(args: argparse.Namespace) -> int:
 
         cost = read_cost_json(args.cost_json)
     paths = run_plans(args.outcomes, args.out, models=args.models, throughput_csv=args.throughput,
-                      cost_per_token=cost, seeds=args.seeds, thetas=tuple(args.thetas or THETA_GRID),
+                      cost_per_token=cost, seeds=args.seeds, thetas=tuple(args.thetas),
                       rule=args.rule, val_frac=args.val_frac)
     print(json.dumps(paths, indent=1))
     return 0

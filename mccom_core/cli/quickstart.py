@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+from mccom_core.cli._defaults import default
+
+QUICKSTART = "mccom_core.lab.quickstart:QuickstartConfig"
+
 
 def register(sub) -> None:
     p = sub.add_parser("quickstart", help="complete a few real lines with both default models and time them")
     p.add_argument("--file", default=None, help="source file (default: the installed rank_bm25.py)")
     p.add_argument("--lines", type=int, nargs="*", default=None, help="1-based lines (default: seeded pick)")
-    p.add_argument("--n-lines", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", nargs="+", default=None, help="model specs, local first")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--drafter", default="context")
+    p.add_argument("--n-lines", type=int, default=default(QUICKSTART, "n_lines"),
+                   help="lines to pick when --lines is not given (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=default(QUICKSTART, "seed"),
+                   help="seed of the line pick (default: %(default)s)")
+    p.add_argument("--models", nargs="+", default=default(QUICKSTART, "models"),
+                   help="model specs, local first (default: %(default)s)")
+    p.add_argument("--device", default=default(QUICKSTART, "device"), help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--drafter", default=default(QUICKSTART, "drafter"),
+                   help="drafter registry name (default: %(default)s)")
     p.add_argument("--out", default=None, help="also write the table here (.csv or .json)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from dataclasses import replace
-
     from mccom_core.lab.quickstart import QuickstartConfig, default_file, run_quickstart
 
-    cfg = QuickstartConfig(n_lines=args.n_lines, seed=args.seed, device=args.device, drafter=args.drafter)
-    if args.models:
-        cfg = replace(cfg, models=tuple(args.models))
+    cfg = QuickstartConfig(models=tuple(args.models), n_lines=args.n_lines, seed=args.seed, device=args.device,
+                           drafter=args.drafter)
     df = run_quickstart(args.file, cfg, args.lines)
     print(f"file: {args.file or default_file()}")
     for row in df.itertuples():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from mccom_core.cli._defaults import default
+
 
 def register(sub) -> None:
     p = sub.add_parser("reproduce", help="execute every notebook (papermill) and write a report with the papers' numbers")
-    p.add_argument("--profile", default="quick", help="quick (small counts, CI) or paper (the real run)")
+    p.add_argument("--profile", default=default("mccom_core.lab.reproduce:reproduce", "profile"),
+                   help="quick (small counts, CI) or paper (the real run) (default: %(default)s)")
     p.add_argument("--out", default=None, help="output directory (default: build/reproduce/<profile>)")
     p.add_argument("--notebooks", nargs="+", default=None, help="stems or numbers, e.g. 01 04 (default: all)")
     p.add_argument("--slm", default=None, help="override the local model spec (e.g. a checkpoint folder)")
@@ -13,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="override the device (auto, cpu, cuda)")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override any profile parameter; VALUE is read as YAML (3 -> int, [0, 1] -> list)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

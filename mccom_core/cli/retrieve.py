@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mccom_core.cli._defaults import AppendReplacingDefault, default
 from mccom_core.errors import MccomError
+
+RETRIEVAL = "mccom_core.retrieval.queries:RetrievalConfig"
 
 
 def register(subparsers) -> None:
@@ -21,11 +24,15 @@ def register(subparsers) -> None:
 
     def add_index_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("repo", help="repository root folder")
-        p.add_argument("--backend", default="rank-bm25", help="rank-bm25 (default) or bm25s")
-        p.add_argument("--ext", action="append", dest="extensions", metavar="EXT",
-                       help="file extension to index, repeatable (default: .py)")
-        p.add_argument("--window-lines", type=int, default=20)
-        p.add_argument("--stride", type=int, default=10)
+        p.add_argument("--backend", default=default(RETRIEVAL, "backend"),
+                       help="rank-bm25 or bm25s (default: %(default)s)")
+        p.add_argument("--ext", action=AppendReplacingDefault, dest="extensions", metavar="EXT",
+                       default=default(RETRIEVAL, "extensions"),
+                       help="file extension to index, repeatable (default: %(default)s)")
+        p.add_argument("--window-lines", type=int, default=default(RETRIEVAL, "window_lines"),
+                       help="lines per indexed window (default: %(default)s)")
+        p.add_argument("--stride", type=int, default=default(RETRIEVAL, "stride"),
+                       help="lines between window starts (default: %(default)s)")
         p.add_argument("--no-cache", action="store_true", help="rebuild and do not write the cache")
 
     index = sub.add_parser("index", help="index a repository (cached per content snapshot)")
@@ -36,8 +43,11 @@ def register(subparsers) -> None:
     add_index_options(query)
     query.add_argument("file", help="target file, inside REPO")
     query.add_argument("--line", type=int, required=True, help="1-based target line")
-    query.add_argument("--strategy", default="round1", help="none, round1, repocoder or mccom-fused")
-    query.add_argument("--top-k", type=int, default=5)
+    query.add_argument("--strategy", default="round1",
+                       help="retriever: none, round1, repocoder or mccom-fused (default: %(default)s)")
+    # Not RetrievalConfig.top_k (what a prompt is offered, larger): this is a listing for a person
+    # to read, and 5 has been this command's default since it was added.
+    query.add_argument("--top-k", type=int, default=5, help="windows to list (default: %(default)s)")
     query.add_argument("--slm-output", help="the rejected small-model suggestion (round 2)")
     query.add_argument("--confidence", type=float, help="the small model's confidence (mccom-fused)")
     query.add_argument("--show-text", action="store_true", help="print each window's code")
@@ -47,9 +57,11 @@ def register(subparsers) -> None:
 def _config(args):
     from mccom_core.retrieval.queries import RetrievalConfig
 
+    # ``index`` has no --top-k: the index does not depend on it, so RetrievalConfig's stands.
+    top_k = {"top_k": args.top_k} if hasattr(args, "top_k") else {}
     return RetrievalConfig(
         window_lines=args.window_lines, stride=args.stride, backend=args.backend,
-        extensions=tuple(args.extensions or (".py",)), top_k=getattr(args, "top_k", 10),
+        extensions=tuple(args.extensions), **top_k,
     )
 
 
