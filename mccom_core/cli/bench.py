@@ -14,6 +14,14 @@ BENCHMARK = "mccom_core.cascade.tasks:BenchmarkConfig"
 CASCADE = "mccom_core.cascade.engine:CascadeConfig"
 RUN_BENCHMARK = "mccom_core.cascade.runner:run_benchmark"
 
+BUILD_HELP = ("Build line/stmt completion tasks. Either from a definition file (all its repositories, pinned "
+              "and hashed), or from one repository given as NAME==VERSION (a PyPI sdist) or a local directory.")
+RUN_HELP = (
+    "Run every task through the cascade branches (SLM, LLM direct, LLM after "
+    "rejection, plus any ablations) and append one JSONL row per task and branch. "
+    "Re-running with the same --out resumes: rows already there are not recomputed."
+)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="build and run completion benchmarks")
@@ -29,15 +37,7 @@ def register(subparsers) -> None:
 
 
 def _register_build(sub) -> None:
-    build = sub.add_parser(
-        "build",
-        help="build completion tasks from repositories",
-        description=(
-            "Build line/stmt completion tasks. Either from a definition file (all its "
-            "repositories, pinned and hashed), or from one repository given as NAME==VERSION "
-            "(a PyPI sdist) or a local directory."
-        ),
-    )
+    build = sub.add_parser("build", help="build completion tasks from repositories", description=BUILD_HELP)
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--definition", help="definition JSON (e.g. data/benchmarks/default.json)")
     source.add_argument("--spec", help="one repository: NAME==VERSION or a directory")
@@ -88,15 +88,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _register_run(sub) -> None:
-    run = sub.add_parser(
-        "run",
-        help="run the cascade branches on tasks (resumable)",
-        description=(
-            "Run every task through the cascade branches (SLM, LLM direct, LLM after "
-            "rejection, plus any ablations) and append one JSONL row per task and branch. "
-            "Re-running with the same --out resumes: rows already there are not recomputed."
-        ),
-    )
+    run = sub.add_parser("run", help="run the cascade branches on tasks (resumable)", description=RUN_HELP)
     run.add_argument("--tasks", default=str(DEFAULT_TASKS),
                      help="task JSONL file or directory, the shipped benchmark by default (default: %(default)s)")
     run.add_argument("--out", required=True, help="results JSONL (created or resumed)")

@@ -12,6 +12,20 @@ RUN_REPLAY = "mccom_core.ladder.replay:run_replay"
 SANDBOX = "mccom_core.ladder.sandbox:SandboxConfig"  # ReplayConfig's default sandbox is SandboxConfig()
 RUN_PLANS = "mccom_core.ladder.plans:run_plans"
 LIVE = "mccom_core.ladder.live:LiveConfig"
+# `ladder live` options: LiveConfig field, type, help. Each default is the field's.
+LIVE_OPTIONS = (
+    ("benchmark", str, "humaneval | mbpp"),
+    ("models", str, "model specs, small to large"),
+    ("problems", int, "only the first N problems (default: all)"),
+    ("k", int, "sampled solutions and test blocks per problem"),
+    ("runs", int, "independent sampled runs, seeds seed, seed+1, ..."),
+    ("seed", int, "sampling seed of the first run"),
+    ("max_new_tokens", int, "cap on tokens per solution"),
+    ("batch_size", int, "sequences per generate() call"),
+    ("chunk", int, "problems per recorded chunk, the unit of resumption"),
+    ("device", str, "auto, cpu, cuda, cuda:N"),
+    ("threads", int, "torch CPU threads; 1 helps on a busy machine (default: torch's choice)"),
+)
 
 
 def register(subparsers) -> None:
@@ -53,26 +67,10 @@ def register(subparsers) -> None:
     pl.set_defaults(func=_plans)
 
     lv = sub.add_parser("live", help="generate with the real Qwen ladder, record, replay")
-    lv.add_argument("--benchmark", default=default(LIVE, "benchmark"), help="humaneval | mbpp (default: %(default)s)")
-    lv.add_argument("--models", nargs="+", default=default(LIVE, "models"),
-                    help="model specs, small to large (default: %(default)s)")
-    lv.add_argument("--problems", type=int, default=default(LIVE, "problems"),
-                    help="only the first N problems (default: all)")
-    lv.add_argument("--k", type=int, default=default(LIVE, "k"),
-                    help="sampled solutions and test blocks per problem (default: %(default)s)")
-    lv.add_argument("--runs", type=int, default=default(LIVE, "runs"),
-                    help="independent sampled runs, seeds seed, seed+1, ... (default: %(default)s)")
-    lv.add_argument("--seed", type=int, default=default(LIVE, "seed"),
-                    help="sampling seed of the first run (default: %(default)s)")
-    lv.add_argument("--max-new-tokens", type=int, default=default(LIVE, "max_new_tokens"),
-                    help="cap on tokens per solution (default: %(default)s)")
-    lv.add_argument("--batch-size", type=int, default=default(LIVE, "batch_size"),
-                    help="sequences per generate() call (default: %(default)s)")
-    lv.add_argument("--chunk", type=int, default=default(LIVE, "chunk"),
-                    help="problems per recorded chunk, the unit of resumption (default: %(default)s)")
-    lv.add_argument("--device", default=default(LIVE, "device"), help="auto, cpu, cuda, cuda:N (default: %(default)s)")
-    lv.add_argument("--threads", type=int, default=default(LIVE, "threads"),
-                    help="torch CPU threads; 1 helps on a busy machine (default: torch's choice)")
+    for field, kind, text in LIVE_OPTIONS:
+        shown = "" if "(default:" in text else " (default: %(default)s)"
+        lv.add_argument(f"--{field.replace('_', '-')}", nargs="+" if field == "models" else None, type=kind,
+                        default=default(LIVE, field), help=text + shown)
     lv.add_argument("--out", required=True, help="output folder (replay layout + outcomes)")
     lv.set_defaults(func=_live)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -109,10 +107,8 @@ def _plans(args: argparse.Namespace) -> int:
 def _live(args: argparse.Namespace) -> int:
     from mccom_core.ladder.live import LiveConfig, run_live
 
-    config = LiveConfig(models=tuple(args.models), benchmark=args.benchmark, problems=args.problems, k=args.k,
-                        runs=args.runs, seed=args.seed, max_new_tokens=args.max_new_tokens,
-                        batch_size=args.batch_size, device=args.device, threads=args.threads,
-                        chunk=args.chunk)
+    options = {field: getattr(args, field) for field, _, _ in LIVE_OPTIONS}
+    config = LiveConfig(**{**options, "models": tuple(args.models)})
     paths = run_live(config, args.out)
     print(json.dumps(paths, indent=1))
     return 0

@@ -28,6 +28,13 @@ def _axes(ax, figsize=(6, 4)):
     return ax.figure, ax
 
 
+def _label(ax, xlabel: str, ylabel: str, legend_size: int | None = 7):
+    """Axis labels and a legend (``legend_size=None``: matplotlib's default size)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
+
+
 def save(fig, figures_dir, name: str, formats=("png", "svg")) -> list[Path]:
     """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` for each format; returns the paths."""
     out = Path(figures_dir)
@@ -74,12 +81,11 @@ def latency_vs_em(sweep_frame: pd.DataFrame, accounting: str | None = "warm", *,
                    label=f"threshold {threshold:.2f}")
     llm = points[points["policy"] == "always-llm"]
     if paper_point and not llm.empty:
-        ax.scatter(llm["mean_ms"].iloc[0] / 1e3 * (1 + MCCOM_HEADLINES["latency_vs_llm_pct"] / 100), llm["em"].iloc[0] * (1 + MCCOM_HEADLINES["em_vs_llm_pct"] / 100),
+        latency, em = 1 + MCCOM_HEADLINES["latency_vs_llm_pct"] / 100, 1 + MCCOM_HEADLINES["em_vs_llm_pct"] / 100
+        ax.scatter(llm["mean_ms"].iloc[0] / 1e3 * latency, llm["em"].iloc[0] * em,
                    marker="X", s=90, color="tab:red", zorder=4, label="paper's MCCom (relative to our always-LLM)")
-    ax.set_xlabel("mean latency per request (s)")
-    ax.set_ylabel("exact match")
     ax.set_title(f"latency vs exact match{f' ({accounting})' if accounting else ''}")
-    ax.legend(fontsize=7)
+    _label(ax, "mean latency per request (s)", "exact match")
     return fig
 
 
@@ -97,14 +103,13 @@ def llm_share_vs_threshold(sweep_frame: pd.DataFrame, accounting: str | None = "
     if not oracle.empty:
         ax.axhline(oracle["llm_share"].iloc[0], color="k", ls=":", label="oracle (bound)")
     if paper_point:
-        ax.axhline(1 + MCCOM_HEADLINES["llm_calls_vs_llm_pct"] / 100, color="tab:red", ls="--", label="paper's MCCom share")
+        ax.axhline(1 + MCCOM_HEADLINES["llm_calls_vs_llm_pct"] / 100, color="tab:red", ls="--",
+                   label="paper's MCCom share")
     if threshold is not None:
         ax.axvline(threshold, color="grey", lw=1, label=f"threshold {threshold:.2f}")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("confidence threshold")
-    ax.set_ylabel("share of requests calling the LLM")
-    ax.legend(fontsize=7)
+    _label(ax, "confidence threshold", "share of requests calling the LLM")
     return fig
 
 
@@ -192,9 +197,7 @@ def theoretical_curve(acc: pd.DataFrame | None = None, draft_lens=(1, 3, 5, 10),
         for row in acc.itertuples():
             ax.scatter(row.acceptance, row.tokens_per_pass, zorder=3,
                        label=f"{row.method} ({row.role}): g = {row.draft_len:.1f}")
-    ax.set_xlabel("acceptance rate a")
-    ax.set_ylabel("tokens per forward pass")
-    ax.legend(fontsize=7)
+    _label(ax, "acceptance rate a", "tokens per forward pass")
     return fig
 
 
@@ -220,8 +223,6 @@ def fusion_curve(summary_frame: pd.DataFrame, ax=None):
     conf = summary_frame[~summary_frame["setting"].str.startswith("w = ")]
     for row in conf.itertuples():
         ax.axhline(row.hit_rate, color="tab:red", ls=":", label=f"{row.setting}")
-    ax.set_xlabel("round-2 weight w (0 = round 1, 1 = RepoCoder's query alone)")
-    ax.set_ylabel("tasks whose ground truth is retrieved")
     ax.set_xlim(0, 1)
-    ax.legend(fontsize=7)
+    _label(ax, "round-2 weight w (0 = round 1, 1 = RepoCoder's query alone)", "tasks whose ground truth is retrieved")
     return fig
