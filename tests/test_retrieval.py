@@ -1,12 +1,15 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
 
 from mccom_core.retrieval.code_tokens import code_tokens
 from mccom_core.errors import MccomError
-from mccom_core.retrieval.index import Window
+from mccom_core.retrieval.index import IndexConfig, Window
 from mccom_core.retrieval.retrievers import RETRIEVERS, get_retriever, load_index, retrieve, snippet_texts
 from mccom_core.retrieval.queries import (
-    CompletionSite, RetrievalConfig, fuse_scores, fusion_weight, normalize_scores, round1_query, round2_query, top_hits,
+    FUSION_SCHEDULES, CompletionSite, RetrievalConfig, fuse_scores, fusion_weight, normalize_scores, round1_query,
+    round2_query, top_hits,
 )
 
 # A tiny repository: the target file (target.py) calls helpers defined in two other files.
@@ -206,5 +209,94 @@ def test_retrieval_config_validation():
         RetrievalConfig(retrieved_share=1.5)
     with pytest.raises(MccomError, match="unknown BM25 backend"):
         RetrievalConfig(backend="x")
-    assert RetrievalConfig(window_lines=7).index_config.window_lines == 7
-    assert Window("a.py", 0, 1, "x") == Window("a.py", 0, 1, "x")
+    # index_config carries every index setting over (extensions as a tuple: it keys the cache)
+    config = RetrievalConfig(window_lines=7, stride=3, extensions=[".py", ".pyi"], max_file_bytes=99, backend="bm25s")
+    assert config.index_config == IndexConfig(window_lines=7, stride=3, extensions=(".py", ".pyi"),
+                                              max_file_bytes=99, backend="bm25s")
+
+
+# --- properties (hypothesis) ---------------------------------------------------------------
+
+PROPERTY = settings(max_examples=100, deadline=None)
+finite = st.floats(allow_nan=False, allow_infinity=False)
+confidence = st.floats(0.0, 1.0)
+
+
+@st.composite
+def scores_and_mask(draw, elements=finite):
+    """Two score lists and a mask over the same windows."""
+    n = draw(st.integers(1, 12))
+    return (draw(arrays(np.float64, n, elements=elements)), draw(arrays(np.float64, n, elements=elements)),
+            draw(arrays(np.bool_, n)))
+
+
+@PROPERTY
+@given(case=scores_and_mask())
+def test_normalized_scores_span_zero_to_one_over_the_mask(case):
+    scores, _, mask = case
+    norm = normalize_scores(scores, mask)
+    assert (norm[~mask] == 0).all()
+    if not mask.any():
+        return
+    assert ((0 <= norm) & (norm <= 1)).all()
+    if scores[mask].max() > scores[mask].min():
+        assert norm[mask].min() == 0.0 and norm[mask].max() == 1.0
+        # min-max keeps the order (rounding may tie close scores, never swap them)
+        s, n = scores[mask], norm[mask]
+        assert (n[:, None] <= n[None, :])[s[:, None] <= s[None, :]].all()
+    else:
+        assert (norm == 0).all()  # all equal: no ranking
+
+
+def test_normalize_scores_of_a_span_beyond_float_max():
+    """hi - lo overflows to inf here; the top score used to normalize to inf/inf = nan."""
+    assert normalize_scores(np.array([-1e308, 0.0, 1e308])).tolist() == [0.0, 0.5, 1.0]
+
+
+@PROPERTY
+@given(case=scores_and_mask(), weight=confidence)
+def test_fused_scores_are_exactly_the_weighted_sum(case, weight):
+    round1, round2, mask = case
+    fused = fuse_scores(round1, round2, weight, mask)
+    expected = (1 - weight) * normalize_scores(round1, mask) + weight * normalize_scores(round2, mask)
+    assert fused.tolist() == expected.tolist()
+    assert (fused[~mask] == 0).all()
+    assert fuse_scores(round1, round2, 0.0, mask).tolist() == normalize_scores(round1, mask).tolist()
+    assert fuse_scores(round1, round2, 1.0, mask).tolist() == normalize_scores(round2, mask).tolist()
+
+
+@PROPERTY
+@given(low=confidence, high=confidence, schedule=st.sampled_from(sorted(FUSION_SCHEDULES)), constant=confidence)
+def test_fusion_weight_lies_in_0_1_and_grows_with_confidence(low, high, schedule, constant):
+    low, high = sorted((low, high))
+    w_low, w_high = fusion_weight(low, schedule, constant), fusion_weight(high, schedule, constant)
+    assert 0.0 <= w_low <= w_high <= 1.0
+    if schedule == "constant":
+        assert w_low == w_high == constant
+
+
+@PROPERTY
+@given(bad=st.floats(allow_nan=True).filter(lambda c: not 0.0 <= c <= 1.0),
+       schedule=st.sampled_from(sorted(FUSION_SCHEDULES)))
+def test_fusion_weight_rejects_a_confidence_outside_0_1(bad, schedule):
+    with pytest.raises(MccomError, match=r"\[0, 1\]"):
+        fusion_weight(bad, schedule)
+
+
+class NumberedWindows:
+    """Stands in for a RepoIndex in top_hits: window i is line i of one file, so index order is window order."""
+
+    def window(self, i):
+        return Window("a.py", i, i + 1, f"line {i}")
+
+
+@PROPERTY
+@given(case=scores_and_mask(elements=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0])), k=st.integers(0, 14))
+def test_top_hits_are_the_k_best_positive_retrievable_windows_best_first(case, k):
+    scores, _, mask = case
+    hits = top_hits(NumberedWindows(), scores, mask, k)
+    chosen = [h.window.start for h in hits]
+    eligible = sorted(np.flatnonzero(mask & (scores > 0)), key=lambda i: (-scores[i], i))
+    assert chosen == eligible[:k]  # best first, ties in window order
+    assert [h.rank for h in hits] == list(range(len(hits)))
+    assert [h.score for h in hits] == [scores[i] for i in chosen]

@@ -16,12 +16,14 @@ its path, then the left context (the code before the cursor)::
 The most relevant window sits last, nearest the cursor. The budget is counted with the target
 model's tokenizer on the whole prompt and is never exceeded:
 
-1. The left context is guaranteed ``(1 - retrieved_share) * budget`` tokens (or all it needs,
-   if less); the retrieved block may use the rest.
+1. ``(1 - retrieved_share) * budget`` tokens are reserved for the left context (or all it
+   needs, if less); the retrieved block may use the rest.
 2. Windows are taken best first; while the block is over its share, the least relevant window
    is dropped.
-3. The left context then keeps its longest tail (cut at a line start where possible) that fits
-   in what remains; the code right before the cursor matters most.
+3. The left context then keeps its longest tail that fits in what remains; the code right
+   before the cursor matters most. The tail is cut at a line start where possible, so it may
+   use fewer tokens than its reserve (a multi-line left context whose last line alone is
+   longer than the reserve keeps only whole lines that fit).
 
 To budget only the retrieved block (when ``mccom_core.lm.prompts.build_prompt`` budgets the left
 context and takes the block as its ``prefix``), use :func:`fit_block`.

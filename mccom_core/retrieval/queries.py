@@ -49,7 +49,7 @@ class RetrievalConfig:
     query_right_lines: int = 10  # ... plus what follows the cursor (MCCom uses both sides)
     top_k: int = 10  # windows offered to the prompt; the token budget may drop some
     budget_tokens: int = 2048  # whole prompt (retrieved block + left context), RepoCoder's
-    retrieved_share: float = 0.5  # the left context keeps >= (1 - share) of the budget
+    retrieved_share: float = 0.5  # the retrieved block gets at most this share of the budget
     fusion_schedule: str = "confidence"  # w = f(confidence): a FUSION_SCHEDULES name
     fusion_weight: float = 0.5  # w for the "constant" schedule
 
@@ -135,7 +135,12 @@ def normalize_scores(scores: np.ndarray, mask: np.ndarray | None = None) -> np.n
         return out
     lo, hi = scores[mask].min(), scores[mask].max()
     if hi > lo:
-        out[mask] = (scores[mask] - lo) / (hi - lo)
+        with np.errstate(over="ignore"):
+            span = hi - lo
+        if np.isfinite(span):
+            out[mask] = (scores[mask] - lo) / span
+        else:  # a span beyond float max: halving is exact, and halves cannot overflow
+            out[mask] = (scores[mask] / 2 - lo / 2) / (hi / 2 - lo / 2)
     return out
 
 
