@@ -12,7 +12,7 @@ from mccom_core.lab.retrieval_study import (ORIGINS, block_makeup, fusion_hits, 
                                         novel_hits,
                                         makeup_summary, retrieval_makeup, window_origin)
 from tests.notebook_helpers import cascade_rows
-from tests.test_cascade import write_repo
+from tests.test_engine import write_repo
 
 
 def test_fusion_hits_on_a_tiny_repository(tmp_path):

@@ -16,7 +16,7 @@ from mccom_core.jsonl import JsonlWriter
 from mccom_core.provenance import cpu_name
 from mccom_core.cascade.policies import sweep
 from mccom_core.cascade.runner import read_results, run_benchmark, select_tasks
-from tests.test_cascade import TINY, pair, write_repo  # noqa: F401  (pair is a fixture)
+from tests.test_engine import TINY, pair, write_repo  # noqa: F401  (pair is a fixture)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Tasks from repositories: drawing, storage, context reconstruction, snapshots, definitions
-and the ``mccom bench build`` command (mccom_core.cascade.tasks, .sdist, .bench_definition)."""
+and the ``mccom bench build`` command (mccom_core.cascade.tasks, .snapshots, .definition)."""
 
 import hashlib
 import io
