@@ -130,7 +130,7 @@ def pass_costs(lm, context: int = 512, sizes=(1, 2, 3, 4, 5, 8, 11), reps: int =
     What a verification pass with ``m - 1`` draft tokens costs; it decides how long a draft
     may be before rejected tokens cost more than accepted ones save.
     """
-    from mccom_core.lm.decoding import _crop, _new_cache
+    from mccom_core.lm.kv_cache import _crop, _new_cache
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(100, 20000, (1, context), generator=gen, device="cpu").to(lm.device)

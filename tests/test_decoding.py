@@ -7,16 +7,9 @@ import math
 import pytest
 import torch
 
-from mccom_core.lm.decoding import (
-    Completion,
-    DecodeConfig,
-    _allowed_ids,
-    _heal_index,
-    _split_heal,
-    _statement_complete,
-    _visible_stop,
-    complete,
-)
+from mccom_core.lm.decoding import Completion, DecodeConfig, complete
+from mccom_core.lm.healing import _allowed_ids, _heal_index, _split_heal
+from mccom_core.lm.stopping import _statement_complete, _visible_stop
 from mccom_core.errors import MccomError
 from tests.conftest import tiny_qwen, as_loaded
 
@@ -211,7 +204,7 @@ def test_the_kv_cache_goes_under_the_keyword_the_model_takes(tiny_lm, bigram_fac
     never sees the deprecated keyword and an old-style one still gets its cache."""
     import warnings
 
-    from mccom_core.lm.decoding import _cache_keyword
+    from mccom_core.lm.kv_cache import _cache_keyword
 
     expected = "cache" if "cache" in __import__("inspect").signature(type(tiny_lm.model).forward).parameters \
         else "past_key_values"

@@ -7,7 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from mccom_core.lm.decoding import DecodeConfig, PrefixCache, complete, warm
+from mccom_core.lm.decoding import DecodeConfig, complete
+from mccom_core.lm.kv_cache import PrefixCache, warm
 from mccom_core.lm.drafting import (
     DRAFTERS,
     ContextDrafter,

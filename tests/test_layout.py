@@ -167,6 +167,42 @@ def test_no_module_exceeds_400_lines():
 # --- the detector itself, on tiny synthetic packages -------------------------------------
 
 
+def shadowed_submodules(root: Path, package: str) -> list[str]:
+    """Names a package ``__init__`` binds that are also its submodules' names.
+
+    ``from pkg import sub`` (and ``import pkg.sub as x``) then gives the bound object, not the
+    module: a package exporting the function ``replay`` hides its module ``replay``.
+    """
+    modules = module_files(root, package)
+    found = []
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            continue
+        subs = {m.rpartition(".")[2] for m in modules if m.rpartition(".")[0] == name}
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bound = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                 for alias in node.names}
+        bound |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        found += [f"{name}.{sub}" for sub in sorted(bound & subs)
+                  if not any(a.name == sub and (node.module or "") == name for node in tree.body
+                             if isinstance(node, ast.ImportFrom) for a in node.names)]
+    return found
+
+
+def test_no_package_export_hides_a_submodule():
+    assert shadowed_submodules(ROOT, PACKAGE) == []
+
+
+def test_shadowing_detector(tmp_path):
+    root = write_package(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/sub/__init__.py": "from pkg.sub.replay import replay\nfrom pkg.sub.data import Data\n",
+        "pkg/sub/replay.py": "def replay():\n    pass\n",
+        "pkg/sub/data.py": "class Data:\n    pass\n",
+    })
+    assert shadowed_submodules(root, "pkg") == ["pkg.sub.replay"]
+
+
 def write_package(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)

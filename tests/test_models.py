@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,10 +14,6 @@ import torch
 from mccom_core.lm import models
 from mccom_core.errors import MccomError
 from mccom_core.lm.models import (
-    REGISTRY,
-    GgufParts,
-    RegistryEntry,
-    assemble_gguf,
     check_tokenizer_fits,
     load_model,
     load_tokenizer,
@@ -23,6 +22,7 @@ from mccom_core.lm.models import (
     resolve_dtype,
     tokenizers_identical,
 )
+from mccom_core.lm.registry import REGISTRY, GgufParts, RegistryEntry, assemble_gguf
 from tests.conftest import build_tiny_tokenizer, tiny_qwen
 
 
@@ -188,3 +188,46 @@ def test_warm_up_runs_one_untimed_pass_of_the_asked_length():
     warm_up(lm, n_tokens=17)
     warm_up(lm, n_tokens=0)  # nothing to do
     assert seen == [torch.Size([1, 17])]
+
+
+class FakeConverted:
+    """Stands in for transformers' de-quantized model (or tokenizer): saving writes a weights
+    file, runs ``during_save`` (another process converting the same model meanwhile), then
+    reads the weights back and writes ``config.json``, as a slow real save would."""
+
+    def __init__(self, tag: str, saved_in: list, during_save=None):
+        self.tag, self.saved_in, self.during_save = tag, saved_in, during_save
+        self.hf_quantizer = object()
+        self.config = SimpleNamespace(quantization_config={"quant_method": "gguf"})
+
+    def save_pretrained(self, path: str) -> None:
+        path = Path(path)
+        self.saved_in.append(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "weights.bin").write_text(self.tag)
+        if self.during_save:
+            self.during_save()
+        weights = (path / "weights.bin").read_text()  # gone if the other process deleted our folder
+        (path / "config.json").write_text(json.dumps({"tag": weights}))
+
+
+def test_concurrent_conversions_keep_their_own_temporary_folders(tmp_path, monkeypatch):
+    """Two processes converting one model at once each save into a folder of their own beside
+    the cache entry; the one finishing second keeps the first one's entry and removes its own."""
+    import transformers
+
+    out = models._converted_dir("fake-model-abcdefabcdef")
+    gguf = tmp_path / "fake.gguf"  # never read: the transformers loaders are faked
+    saved_in: list[Path] = []
+    fakes = iter([FakeConverted("first", saved_in, during_save=lambda: models._convert_gguf(gguf, out)),
+                  FakeConverted("second", saved_in)])
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: next(fakes))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda *a, **k: SimpleNamespace(save_pretrained=lambda path: None))
+    models._convert_gguf(gguf, out)
+    first, second = saved_in
+    assert first != second and first.parent == second.parent == out.parent
+    assert first.name.startswith(f"{out.name}.partial-{os.getpid()}-")
+    assert json.loads((out / "config.json").read_text()) == {"tag": "second"}  # finished first: kept
+    assert json.loads((out / "mccom_source.json").read_text()) == {"gguf": str(gguf), "format": 1}
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary folder left behind

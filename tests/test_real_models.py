@@ -60,7 +60,7 @@ def test_converted_cache_matches_the_gguf(slm):
     """The safetensors cache gives exactly the logits of transformers' own GGUF load."""
     from transformers import AutoModelForCausalLM
 
-    from mccom_core.lm.models import REGISTRY, assemble_gguf
+    from mccom_core.lm.registry import REGISTRY, assemble_gguf
 
     gguf = assemble_gguf(REGISTRY[SLM])
     ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 from pathlib import Path
 
@@ -162,7 +164,12 @@ def test_cli(notebooks, tmp_path, monkeypatch, capsys):
 
     # The CLI passes the library's default notebooks_dir; point the call at the test notebooks.
     real = rep.reproduce
-    monkeypatch.setattr(rep, "reproduce", lambda *a, **k: real(*a, notebooks_dir=notebooks, **k))
+
+    @functools.wraps(real)  # keeps the signature: the CLI reads its defaults from it
+    def with_test_notebooks(*a, **k):
+        return real(*a, notebooks_dir=notebooks, **k)
+
+    monkeypatch.setattr(rep, "reproduce", with_test_notebooks)
     rc = main(["reproduce", "--profile", "quick", "--out", str(tmp_path), "--notebooks", "03", "--slm", "cli-slm",
                "-p", "per_kind", "2", "--no-progress"])
     assert rc == 0

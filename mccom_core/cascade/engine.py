@@ -44,7 +44,8 @@ from typing import Iterator, Mapping
 import pandas as pd
 
 from mccom_core.cascade.tasks import Task
-from mccom_core.lm.decoding import DecodeConfig, PrefixCache, complete, warm
+from mccom_core.lm.decoding import DecodeConfig, complete
+from mccom_core.lm.kv_cache import PrefixCache, warm
 from mccom_core.lm.drafting import make_drafter
 from mccom_core.errors import MccomError
 from mccom_core.cascade.metrics import edit_similarity, exact_match
@@ -107,7 +108,7 @@ class CascadeConfig:
     draft_right_lines: int = 20  # lines after the cursor offered to drafters as match material
     max_line_tokens: int = 48  # cap for `line` tasks: p99 ground truth is ~93 chars
     max_stmt_tokens: int = 64  # cap for `stmt` tasks: p90 is ~130 chars; longer ones are rare
-    token_healing: bool = True  # the cursor sits after indentation (see mccom_core.lm.decoding)
+    token_healing: bool = True  # the cursor sits after indentation (see mccom_core.lm.healing)
     confidence_tokens: int = 3  # MCCom's confidence: mean probability of the first 3 tokens
     warm: bool = True  # also time the SLM with a warm prefix cache (the warm accounting)
 

@@ -2,11 +2,11 @@
 (plots, ladder_plots), the threshold explorer (widgets), the quickstart and the papermill reproduction."""
 
 from mccom_core.lab.quickstart import QuickstartConfig, run_quickstart
-from mccom_core.lab.reproduce import PROFILES, Profile, reproduce
+from mccom_core.lab.reproduce import PROFILES, Profile, get_profile
 from mccom_core.lab.study import cascade_results, observations, retrieval_ablation
 from mccom_core.lab.widgets import ThresholdExplorer, threshold_explorer
 
 __all__ = [
     "PROFILES", "Profile", "QuickstartConfig", "ThresholdExplorer", "cascade_results", "observations",
-    "reproduce", "retrieval_ablation", "run_quickstart", "threshold_explorer",
+    "get_profile", "retrieval_ablation", "run_quickstart", "threshold_explorer",
 ]

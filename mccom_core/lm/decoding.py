@@ -8,35 +8,25 @@ rules, token healing and probability bookkeeping are applied token by token in t
 order either way, so speculative and plain outputs are identical by construction (and
 tests assert it).
 
-Token healing
--------------
-The cursor usually sits right after indentation. Byte-level BPE tokenizers merge a run of
-spaces with the following word (``"       " + " return"``), so a prompt that ends in
-spaces ends in a token the model rarely saw at that place, and it then emits a stray
-leading space or an odd split. We back off the prompt's last token and constrain the
-first generated tokens to re-type the removed text: a token is allowed while the removed
-text is not yet covered if it is a prefix of what remains, or extends it. The user sees
-only what comes after the removed text. Probabilities of constrained tokens are
-renormalized over the allowed set (the probability of the token given that it must agree
-with what the user already typed).
+Token healing (:mod:`mccom_core.lm.healing`), the KV cache (:mod:`mccom_core.lm.kv_cache`)
+and stop rules (:mod:`mccom_core.lm.stopping`) live in their own modules; this one holds
+the loop, split into the steps of one forward pass (propose, verify, accept, book, advance).
 """
 
 from __future__ import annotations
 
-import io
 import time
-import tokenize
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from mccom_core.lm.drafting import DraftContext, Drafter, NoDrafter
 from mccom_core.errors import MccomError
+from mccom_core.lm.healing import _HealIndex, _allowed_ids, _count_heal_tokens, _heal_index, _split_heal
+from mccom_core.lm.kv_cache import PrefixCache, _crop, _forward, _new_cache
 from mccom_core.lm.prompts import Prompt
-
-STOP_MODES = ("line", "statement", "none")
+from mccom_core.lm.stopping import STOP_MODES, _visible_stop
 
 
 @dataclass(frozen=True)
@@ -45,7 +35,7 @@ class DecodeConfig:
 
     stop: str = "line"  # "line": first newline; "statement": first newline ending a complete logical line; "none": EOS/max only
     max_new_tokens: int = 48  # caps worst-case latency; a code line rarely needs more than ~40 tokens
-    token_healing: bool = True  # back off the prompt's last token (see module docstring)
+    token_healing: bool = True  # back off the prompt's last token (see mccom_core.lm.healing)
     confidence_tokens: int = 3  # MCCom's confidence: mean probability of the first 3 shown tokens
 
     def __post_init__(self):
@@ -87,213 +77,26 @@ class Completion:
         return self.token_probs[self.n_heal_tokens:]
 
 
-# --------------------------------------------------------------------------- token healing
+@dataclass
+class _State:
+    """One completion while it is decoded: what the next pass feeds, what came out, the counts."""
 
-
-@dataclass(frozen=True)
-class _HealIndex:
-    """Token texts grouped by first character, for the healing constraint."""
-
-    by_first: dict  # first char -> (ids tensor, list of texts)
-
-
-@lru_cache(maxsize=8)
-def _heal_index(tokenizer) -> _HealIndex:
-    vocab = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(vocab)], skip_special_tokens=False)
-    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-    groups: dict[str, tuple[list[int], list[str]]] = {}
-    for i, t in enumerate(texts):
-        if not t or i in special or "\ufffd" in t:
-            continue
-        ids, strs = groups.setdefault(t[0], ([], []))
-        ids.append(i)
-        strs.append(t)
-    return _HealIndex({c: (torch.tensor(ids), strs) for c, (ids, strs) in groups.items()})
-
-
-def _allowed_ids(index: _HealIndex, remaining: str) -> torch.Tensor:
-    ids, texts = index.by_first.get(remaining[0], (torch.tensor([], dtype=torch.long), []))
-    keep = [k for k, t in enumerate(texts) if remaining.startswith(t) or t.startswith(remaining)]
-    return ids[keep]
-
-
-def _special_ids(tokenizer) -> set[int]:
-    """Ids of every special token, including added ones outside ``all_special_ids``.
-
-    Qwen's FIM markers (``<|fim_middle|>``...) are added tokens flagged special but are not
-    in ``all_special_ids``; a prompt ending in one must not be healed (re-typing a control
-    token would force it into the output).
-    """
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    return set(tokenizer.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
-
-
-def _split_heal(tokenizer, text: str, enabled: bool) -> tuple[list[int], str]:
-    """Tokenize the prompt; with healing, drop its last token and return its text."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    if not ids:
-        raise MccomError("empty prompt: there is nothing to complete from; give some left context")
-    if not enabled or len(ids) < 2 or ids[-1] in _special_ids(tokenizer):
-        return ids, ""
-    heal = text[offsets[-1][0]:]
-    if not heal or _allowed_ids(_heal_index(tokenizer), heal).numel() == 0:
-        return ids, ""
-    return ids[:-1], heal
-
-
-# --------------------------------------------------------------------------- stop rules
-
-
-def _statement_complete(code: str) -> bool:
-    """True when ``code`` (one or more physical lines) is a complete logical line."""
-    try:
-        for _ in tokenize.generate_tokens(io.StringIO(code + "\n").readline):
-            pass
-    except tokenize.TokenError:
-        return False  # EOF inside brackets, a multi-line string, or after a backslash
-    except (IndentationError, SyntaxError):
-        return True
-    return True
-
-
-def _visible_stop(visible: str, mode: str) -> tuple[str, str] | None:
-    """Return (shown text, reason) when ``visible`` has reached the stop rule."""
-    if mode == "none":
-        return None
-    start = 0
-    while (pos := visible.find("\n", start)) != -1:
-        if mode == "line":
-            return visible[:pos], "newline"
-        if _statement_complete(visible[:pos]):
-            return visible[:pos], "statement"
-        start = pos + 1
-    return None
-
-
-# --------------------------------------------------------------------------- prefix reuse
-
-
-class PrefixCache:
-    """The KV cache of an earlier prompt, kept between requests (editor-style cache reuse).
-
-    Pass one to :func:`complete` as ``prefix_cache``: the request then prefills only the
-    tokens after the longest common prefix of its prompt and the cached ids, and the
-    cache is replaced by the new prompt's. :func:`warm` fills one ahead of time (the work a
-    local model does while the user is still typing, which no request waits for).
-    """
-
-    def __init__(self):
-        self.ids: list[int] = []
-        self.cache = None
-
-    def common_prefix(self, ids: Sequence[int]) -> int:
-        n = 0
-        for a, b in zip(self.ids, ids):
-            if a != b:
-                break
-            n += 1
-        return min(n, len(ids) - 1)  # the last prompt token must be fed to get logits
-
-    def take(self, ids: Sequence[int]):
-        """A private copy of the cache cropped to the common prefix, and its length."""
-        import copy
-
-        n = self.common_prefix(ids) if self.cache is not None else 0
-        if n <= 0:
-            return None, 0
-        cache = copy.deepcopy(self.cache)
-        _crop(cache, n)
-        return cache, n
-
-    def store(self, ids: Sequence[int], cache) -> None:
-        import copy
-
-        self.cache = copy.deepcopy(cache)
-        _crop(self.cache, len(ids))
-        self.ids = list(ids)
-
-
-@torch.inference_mode()
-def warm(lm, text: str, prefix_cache: PrefixCache | None = None) -> PrefixCache:
-    """Prefill ``text`` into a :class:`PrefixCache` (untimed background work)."""
-    pc = prefix_cache or PrefixCache()
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        return pc
-    cache = _new_cache(lm.model)
-    lm.model(input_ids=torch.tensor([ids], device=lm.device), **_cache_arg(lm.model, cache), use_cache=True,
-             **_keep_logits(lm.model, 1))
-    pc.store(ids, cache)
-    return pc
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-def _eos_ids(lm) -> set[int]:
-    ids = set()
-    for src in (getattr(lm.model, "generation_config", None), lm.tokenizer):
-        eos = getattr(src, "eos_token_id", None)
-        if isinstance(eos, int):
-            ids.add(eos)
-        elif eos:
-            ids.update(eos)
-    return ids
-
-
-def _keep_logits(model, n: int) -> dict:
-    """``logits_to_keep=n`` when the model takes it: only the last ``n`` positions get logits.
-
-    A prefill otherwise projects every prompt position onto the 151,936-token vocabulary: for
-    a 1,024-token prompt that took the 0.5B from 3.1 s to 4.6-5.8 s and the 1.5B from 11.1 s
-    to 12.3-13.3 s on the 2-core CPU, for logits nobody reads.
-    """
-    return {"logits_to_keep": n} if _takes_logits_to_keep(type(model)) else {}
-
-
-@lru_cache(maxsize=None)
-def _takes_logits_to_keep(cls) -> bool:
-    import inspect
-
-    return "logits_to_keep" in inspect.signature(cls.forward).parameters
-
-
-def _cache_arg(model, cache) -> dict:
-    """The KV cache as the keyword the model's ``forward`` takes.
-
-    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes
-    in 5.40); older releases and simple test doubles only know ``past_key_values``.
-    """
-    return {_cache_keyword(type(model)): cache}
-
-
-@lru_cache(maxsize=None)
-def _cache_keyword(cls) -> str:
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _new_cache(model):
-    from transformers import DynamicCache, PretrainedConfig
-
-    # The config tells the cache about sliding-window layers (Gemma 3); test doubles have none.
-    if isinstance(getattr(model, "config", None), PretrainedConfig):
-        return DynamicCache(config=model.config)
-    return DynamicCache()
-
-
-def _crop(cache, length: int) -> None:
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(-extra)  # transformers 5: a negative count of tokens to remove
+    ids: list[int]  # prompt ids fed in the prefill (after healing)
+    heal: str  # the prompt text that was backed off ("" without healing)
+    index: _HealIndex | None  # healing constraint (None without healing)
+    eos: set[int]
+    cache: Any  # KV cache of ids + gen[:-1] between passes
+    reused: int  # prompt tokens taken from the prefix cache
+    feed: list[int]  # tokens the next pass feeds ahead of the draft
+    gen: list[int] = field(default_factory=list)  # every generated id
+    probs: list[float] = field(default_factory=list)  # probability of each generated id
+    heal_typed: str = ""  # healed text re-typed so far (while healing is still active)
+    timings: dict = field(default_factory=lambda: {"prefill": 0.0, "decode": 0.0, "verify": 0.0, "draft": 0.0})
+    n_forward: int = 0
+    n_drafted: int = 0
+    n_accepted: int = 0
+    n_rounds: int = 0
+    result: tuple[str | None, str] | None = None  # (shown text or None, stop reason) once stopped
 
 
 @torch.inference_mode()
@@ -320,134 +123,199 @@ def complete(
     extra_texts, draft_text, draft_ids:
         Material for drafters (see :class:`~mccom_core.lm.drafting.DraftContext`).
     prefix_cache:
-        A :class:`PrefixCache` to reuse and refresh (warm accounting); the prefill then
-        covers only the tokens after the common prefix (``Completion.extra["reused_tokens"]``).
+        A :class:`~mccom_core.lm.kv_cache.PrefixCache` to reuse and refresh (warm accounting);
+        the prefill then covers only the tokens after the common prefix
+        (``Completion.extra["reused_tokens"]``).
     """
-    model, tok, device = lm.model, lm.tokenizer, lm.device
+    # Tokenize the prompt, back off its last token for healing, check it fits the context.
+    ids, heal = _prepare_prompt(lm, prompt, config)
+    # Tell the drafter what it drafts from.
+    drafter = _begin_drafter(lm, drafter or NoDrafter(), ids, extra_texts, draft_text, draft_ids)
+    # Start from the reusable part of the prefix cache, or an empty cache.
+    state = _start(lm, ids, heal, prefix_cache)
+    while state.result is None:
+        # The drafter proposes tokens within what is left of the token budget.
+        draft = _propose(drafter, state, config)
+        # One timed pass over the pending token plus the draft; keep the target's own choices.
+        accepted, elapsed = _verify(lm, state, draft, config)
+        # Book the pass; after the prefill, refresh the prefix cache (bookkeeping, not latency).
+        _book(state, draft, accepted, elapsed)
+        if state.n_forward == 1 and prefix_cache is not None:
+            prefix_cache.store(ids, state.cache)
+        drafter.update(len(draft), accepted)
+        # Crop the cache back to the accepted tokens and feed the last one next.
+        if state.result is None:
+            _advance(state)
+    # Cut the shown text and assemble the result.
+    return _build_completion(lm.tokenizer, state, config, drafter.name)
+
+
+def _prepare_prompt(lm, prompt: Prompt | str, config: DecodeConfig) -> tuple[list[int], str]:
+    """The prompt ids to prefill and the healed text, or an error a user can act on."""
     text = prompt.text if isinstance(prompt, Prompt) else prompt
     if not isinstance(text, str) or not text:
         raise MccomError("empty prompt: there is nothing to complete from; give some left context")
-    ids, heal = _split_heal(tok, text, config.token_healing)
-    n_ctx = getattr(model.config, "max_position_embeddings", None)
+    ids, heal = _split_heal(lm.tokenizer, text, config.token_healing)
+    n_ctx = getattr(lm.model.config, "max_position_embeddings", None)
     if n_ctx and len(ids) + config.max_new_tokens > n_ctx:
         raise MccomError(
             f"prompt of {len(ids)} tokens plus {config.max_new_tokens} new tokens exceeds the model's "
             f"context of {n_ctx}: build the prompt with a smaller PromptConfig.max_left_tokens"
         )
-    drafter = drafter or NoDrafter()
-    drafter.begin(DraftContext(tuple(ids), tok, tuple(extra_texts), draft_text,
+    return ids, heal
+
+
+def _begin_drafter(lm, drafter: Drafter, ids: list[int], extra_texts, draft_text, draft_ids) -> Drafter:
+    drafter.begin(DraftContext(tuple(ids), lm.tokenizer, tuple(extra_texts), draft_text,
                                tuple(draft_ids) if draft_ids is not None else None,
-                               torch.device(device).type))
-    index = _heal_index(tok) if heal else None
+                               torch.device(lm.device).type))
+    return drafter
+
+
+def _eos_ids(lm) -> set[int]:
+    ids = set()
+    for src in (getattr(lm.model, "generation_config", None), lm.tokenizer):
+        eos = getattr(src, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif eos:
+            ids.update(eos)
+    return ids
+
+
+def _start(lm, ids: list[int], heal: str, prefix_cache: PrefixCache | None) -> _State:
+    """The state before the prefill: a cropped copy of the prefix cache when one matches."""
+    index = _heal_index(lm.tokenizer) if heal else None
     eos = _eos_ids(lm)
-
-    gen: list[int] = []
-    probs: list[float] = []
-    heal_typed = ""  # healed text re-typed so far (while healing is still active)
-    reused = 0
-    cache = None
-    if prefix_cache is not None:
-        cache, reused = prefix_cache.take(ids)
+    cache, reused = prefix_cache.take(ids) if prefix_cache is not None else (None, 0)
     if cache is None:
-        cache = _new_cache(model)
-    feed = ids[reused:]
-    timings = {"prefill": 0.0, "decode": 0.0, "verify": 0.0, "draft": 0.0}
-    n_forward = n_drafted = n_accepted = n_rounds = 0
-    result: tuple[str, str] | None = None
+        cache = _new_cache(lm.model)
+    return _State(ids, heal, index, eos, cache, reused, ids[reused:])
 
-    while result is None:
-        t0 = time.perf_counter()
-        budget = config.max_new_tokens - len(gen) - 1
-        draft = list(drafter.propose(tuple(gen), budget))[: max(budget, 0)] if budget > 0 else []
-        timings["draft"] += (time.perf_counter() - t0) * 1e3
 
-        t0 = time.perf_counter()
-        inp = torch.tensor([feed + draft], device=device)
-        logits = model(input_ids=inp, **_cache_arg(model, cache), use_cache=True,
-                       **_keep_logits(model, len(draft) + 1)).logits[0, -(len(draft) + 1):]
-        logits = logits.float()
-        _sync(device)
-        n_forward += 1
+def _propose(drafter: Drafter, s: _State, config: DecodeConfig) -> list[int]:
+    """The draft for the next pass, leaving room in the budget for the target's own token."""
+    t0 = time.perf_counter()
+    budget = config.max_new_tokens - len(s.gen) - 1
+    draft = list(drafter.propose(tuple(s.gen), budget))[: max(budget, 0)] if budget > 0 else []
+    s.timings["draft"] += (time.perf_counter() - t0) * 1e3
+    return draft
 
-        accepted = 0
-        for i in range(len(draft) + 1):
-            row = logits[i]
-            remaining = heal[len(heal_typed):] if heal and len(heal_typed) < len(heal) else ""
-            if remaining:
-                allowed = _allowed_ids(index, remaining).to(row.device)
-                sub = torch.log_softmax(row[allowed], dim=-1)
-                j = int(torch.argmax(sub))
-                token, prob = int(allowed[j]), float(sub[j].exp())
-                heal_typed += tok.decode([token])
-            else:
-                token = int(torch.argmax(row))
-                prob = float(torch.softmax(row, dim=-1)[token])
-            gen.append(token)
-            probs.append(prob)
-            if token in eos:
-                result = (None, "eos")
-            elif not remaining or len(heal_typed) > len(heal):
-                decoded = tok.decode(gen, skip_special_tokens=True)
-                if decoded.startswith(heal):
-                    result = _visible_stop(decoded[len(heal):], config.stop)
-            if result is None and len(gen) >= config.max_new_tokens:
-                result = (None, "max_tokens")
-            if result is not None:
-                break
-            if i < len(draft) and draft[i] == token:
-                accepted += 1
-                continue
+
+def _verify(lm, s: _State, draft: list[int], config: DecodeConfig) -> tuple[int, float]:
+    """One forward pass and the token choices it settles: (draft tokens accepted, elapsed ms)."""
+    t0 = time.perf_counter()
+    logits = _target_logits(lm, s, draft)
+    accepted = _accept(lm.tokenizer, s, logits, draft, config)
+    return accepted, (time.perf_counter() - t0) * 1e3
+
+
+def _target_logits(lm, s: _State, draft: list[int]) -> torch.Tensor:
+    """Float logits ``[len(draft) + 1, vocab]``: the target's next-token scores after the last
+    fed token and after each draft token."""
+    n = len(draft) + 1
+    inp = torch.tensor([s.feed + draft], device=lm.device)
+    logits = _forward(lm.model, inp, s.cache, n).logits[0, -n:]
+    logits = logits.float()
+    _sync(lm.device)
+    s.n_forward += 1
+    return logits
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _accept(tok, s: _State, logits: torch.Tensor, draft: list[int], config: DecodeConfig) -> int:
+    """Take the target's token for each row of ``logits`` ``[len(draft) + 1, vocab]`` until a
+    stop rule fires or the draft disagrees; return how many draft tokens were accepted."""
+    accepted = 0
+    for i in range(len(draft) + 1):
+        token, healing = _next_token(tok, s, logits[i])
+        s.result = _stop_check(tok, s, token, healing, config)
+        if s.result is not None or i >= len(draft) or draft[i] != token:
             break
+        accepted += 1
+    return accepted
 
-        elapsed = (time.perf_counter() - t0) * 1e3
-        if n_forward == 1:
-            timings["prefill"] += elapsed
-            if prefix_cache is not None:  # outside the timed region: bookkeeping, not latency
-                prefix_cache.store(ids, cache)
-        else:
-            timings["decode"] += elapsed
-            if draft:
-                timings["verify"] += elapsed
-        n_drafted += len(draft)
-        n_accepted += accepted
-        n_rounds += bool(draft)
-        drafter.update(len(draft), accepted)
-        if result is None:
-            _crop(cache, len(ids) + len(gen) - 1)
-            feed = [gen[-1]]
 
-    decoded = tok.decode(gen, skip_special_tokens=True)
-    shown = result[0] if result[0] is not None else decoded[len(heal):] if decoded.startswith(heal) else ""
-    n_heal_tokens = _count_heal_tokens(tok, gen, heal)
-    shown_probs = probs[n_heal_tokens:][: config.confidence_tokens]
+def _next_token(tok, s: _State, row: torch.Tensor) -> tuple[int, bool]:
+    """Append the greedy token for ``row`` ``[vocab]`` and its probability; while the healed
+    text is not yet re-typed, only tokens agreeing with it compete (renormalized). Returns the
+    token and whether the healing constraint applied."""
+    remaining = s.heal[len(s.heal_typed):] if s.heal and len(s.heal_typed) < len(s.heal) else ""
+    if remaining:
+        allowed = _allowed_ids(s.index, remaining).to(row.device)
+        sub = torch.log_softmax(row[allowed], dim=-1)
+        j = int(torch.argmax(sub))
+        token, prob = int(allowed[j]), float(sub[j].exp())
+        s.heal_typed += tok.decode([token])
+    else:
+        token = int(torch.argmax(row))
+        prob = float(torch.softmax(row, dim=-1)[token])
+    s.gen.append(token)
+    s.probs.append(prob)
+    return token, bool(remaining)
+
+
+def _stop_check(tok, s: _State, token: int, healing: bool, config: DecodeConfig) -> tuple | None:
+    """(shown text or None, stop reason) once the newest token ends the completion, else None."""
+    if token in s.eos:
+        return None, "eos"
+    result = None
+    if not healing or len(s.heal_typed) > len(s.heal):
+        decoded = tok.decode(s.gen, skip_special_tokens=True)
+        if decoded.startswith(s.heal):
+            result = _visible_stop(decoded[len(s.heal):], config.stop)
+    if result is None and len(s.gen) >= config.max_new_tokens:
+        result = (None, "max_tokens")
+    return result
+
+
+def _book(s: _State, draft: list[int], accepted: int, elapsed: float) -> None:
+    """Add the pass's time (the first one is the prefill) and its draft counts."""
+    if s.n_forward == 1:
+        s.timings["prefill"] += elapsed
+    else:
+        s.timings["decode"] += elapsed
+        if draft:
+            s.timings["verify"] += elapsed
+    s.n_drafted += len(draft)
+    s.n_accepted += accepted
+    s.n_rounds += bool(draft)
+
+
+def _advance(s: _State) -> None:
+    """Crop the cache to the prompt plus the accepted tokens; the newest token is fed next."""
+    _crop(s.cache, len(s.ids) + len(s.gen) - 1)
+    s.feed = [s.gen[-1]]
+
+
+def _build_completion(tok, s: _State, config: DecodeConfig, drafter_name: str) -> Completion:
+    """The :class:`Completion`: shown text cut at the stop, healing tokens counted, confidence."""
+    decoded = tok.decode(s.gen, skip_special_tokens=True)
+    shown = s.result[0] if s.result[0] is not None else decoded[len(s.heal):] if decoded.startswith(s.heal) else ""
+    n_heal_tokens = _count_heal_tokens(tok, s.gen, s.heal)
+    shown_probs = s.probs[n_heal_tokens:][: config.confidence_tokens]
     confidence = sum(shown_probs) / len(shown_probs) if shown_probs else 0.0
     return Completion(
         text=shown,
-        token_ids=tuple(gen),
-        token_probs=tuple(probs),
+        token_ids=tuple(s.gen),
+        token_probs=tuple(s.probs),
         n_heal_tokens=n_heal_tokens,
-        heal_text=heal,
-        stop_reason=result[1],
-        prompt_tokens=len(ids),
-        prefill_ms=timings["prefill"],
-        decode_ms=timings["decode"],
-        verify_ms=timings["verify"],
-        draft_ms=timings["draft"],
-        n_forward=n_forward,
-        n_drafted=n_drafted,
-        n_accepted=n_accepted,
-        n_draft_rounds=n_rounds,
+        heal_text=s.heal,
+        stop_reason=s.result[1],
+        prompt_tokens=len(s.ids),
+        prefill_ms=s.timings["prefill"],
+        decode_ms=s.timings["decode"],
+        verify_ms=s.timings["verify"],
+        draft_ms=s.timings["draft"],
+        n_forward=s.n_forward,
+        n_drafted=s.n_drafted,
+        n_accepted=s.n_accepted,
+        n_draft_rounds=s.n_rounds,
         confidence=confidence,
-        drafter=drafter.name,
-        extra={"reused_tokens": reused},
+        drafter=drafter_name,
+        extra={"reused_tokens": s.reused},
     )
-
-
-def _count_heal_tokens(tok, gen: Sequence[int], heal: str) -> int:
-    """Leading generated tokens whose text lies wholly inside the healed prefix."""
-    if not heal:
-        return 0
-    for n in range(len(gen) + 1):
-        if len(tok.decode(list(gen[: n + 1]), skip_special_tokens=True)) > len(heal):
-            return n
-    return len(gen)
