@@ -41,7 +41,7 @@ import pandas as pd
 from mccom_core.cascade.engine import output_similarity, verbatim_share
 from mccom_core.errors import MccomError
 from mccom_core.papers import MCCOM_HEADLINES
-from mccom_core.cascade.users import USERS, SimulatedUser, make_user  # noqa: F401  (re-exported)
+from mccom_core.cascade.users import SimulatedUser, make_user
 
 ACCOUNTINGS = ("cold", "warm")
 DEFAULT_THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))

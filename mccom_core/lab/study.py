@@ -181,7 +181,3 @@ def quickstart_trace(frame: pd.DataFrame, threshold: float = 0.5) -> pd.DataFram
             "total_ms": slm_ms if use_slm else slm_ms + c["prefill_ms"] + c["decode_ms"],
         })
     return pd.DataFrame(rows)
-
-
-# The model-free retrieval diagnostics live in mccom_core.lab.retrieval_study; re-exported here.
-from mccom_core.lab.retrieval_study import FUSION_WEIGHTS, fusion_hits, fusion_summary, fusion_sweep  # noqa: E402,F401
