@@ -17,6 +17,17 @@ from mccom_core.errors import MccomError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"  # the default benchmark's task files
+BUILD_DIR = PROJECT_ROOT / "build"  # outputs of runs (git-ignored): executed notebooks, tables, figures
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """``path`` as an absolute path: kept when absolute, else resolved against the project root.
+
+    Notebook parameters and profiles hold project-relative paths (``benchmarks/results/...``,
+    ``build/...``), so they work in any clone, whatever the working directory.
+    """
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else PROJECT_ROOT / p
 
 
 def cache_dir(*parts: str) -> Path:

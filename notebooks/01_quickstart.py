@@ -24,14 +24,14 @@
 # %% tags=["parameters"]
 slm = "qwen2.5-coder-0.5b"  # local model: a registry name or a checkpoint folder (absolute)
 llm = "qwen2.5-coder-1.5b"  # cloud model
-file = ""  # source file to complete (absolute); empty: the installed rank_bm25.py
+file = ""  # source file to complete (relative to the project root, or absolute); empty: the installed rank_bm25.py
 n_lines = 5  # lines picked (seeded)
 seed = 0
 device = "auto"
 drafter = "context"  # stage-1 drafting (mccom_core.lm.drafting); outputs equal plain greedy
 threshold = 0.5  # the cascade's confidence threshold for the trace
-results_dir = "/work/main/build/reproduce/manual/results/01_quickstart"  # tables (absolute)
-figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
+results_dir = "build/notebooks/results/01_quickstart"  # tables (relative to the project root, or absolute)
+figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 
 # %%
 from pathlib import Path
@@ -39,10 +39,14 @@ from pathlib import Path
 from IPython.display import display
 
 from mccom_core.lab import plots
+from mccom_core.paths import project_path
 from mccom_core.lab.quickstart import QuickstartConfig, default_file, run_quickstart
 from mccom_core.lab.study import quickstart_trace
 
 n_lines, seed, threshold = int(n_lines), int(seed), float(threshold)
+# Paths are project-relative by default, so the notebook runs in any clone.
+file = str(project_path(file)) if file else ""
+results_dir, figures_dir = (str(project_path(p)) for p in (results_dir, figures_dir))
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 source = Path(file) if file else default_file()

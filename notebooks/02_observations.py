@@ -34,9 +34,9 @@ per_kind = 300  # tasks per kind (line, stmt); the paper uses up to 1,000
 ablation_per_kind = 100  # of those, tasks per kind that also run the local model without retrieval
 compute = True  # run the branches missing from cascade_rows; False: read the rows as stored
 device = "auto"
-cascade_rows = "/work/main/benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (absolute)
-results_dir = "/work/main/build/reproduce/manual/results/02_observations"  # tables (absolute)
-figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
+cascade_rows = "benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (relative to the project root, or absolute)
+results_dir = "build/notebooks/results/02_observations"  # tables (relative to the project root, or absolute)
+figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 
 # %%
 from pathlib import Path
@@ -44,10 +44,13 @@ from pathlib import Path
 from IPython.display import display
 
 from mccom_core.lab import plots
+from mccom_core.paths import project_path
 from mccom_core.cascade.engine import CORE_BRANCHES, branch_stats
 from mccom_core.lab.study import cascade_results, observations
 
 per_kind, ablation_per_kind, compute = int(per_kind), int(ablation_per_kind), bool(compute)
+# Paths are project-relative by default, so the notebook runs in any clone.
+cascade_rows, results_dir, figures_dir = (str(project_path(p)) for p in (cascade_rows, results_dir, figures_dir))
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 # The cascade's three branches on every task; the no-retrieval local model is an ablation

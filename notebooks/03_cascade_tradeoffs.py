@@ -31,14 +31,14 @@ llm = "qwen2.5-coder-1.5b"  # cloud model
 per_kind = 300  # tasks per kind (line, stmt) of the default benchmark
 compute = True  # run the branches missing from cascade_rows; False: read the rows as stored
 device = "auto"
-cascade_rows = "/work/main/benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (absolute)
+cascade_rows = "benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (relative to the project root, or absolute)
 accounting = "warm"  # latency accounting the figures and the explorer show: warm or cold
 threshold = 0.5  # the explorer's initial confidence threshold
 network_ms = 0.0  # modeled network round trip per cloud call
 reaction_ms = 0.0  # the user's reaction time before a rejection registers
 rule = "exact"  # acceptance rule of the simulated user: exact, prefix, edit-similarity
-results_dir = "/work/main/build/reproduce/manual/results/03_cascade_tradeoffs"  # tables (absolute)
-figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
+results_dir = "build/notebooks/results/03_cascade_tradeoffs"  # tables (relative to the project root, or absolute)
+figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 
 # %%
 from pathlib import Path
@@ -46,12 +46,15 @@ from pathlib import Path
 from IPython.display import display
 
 from mccom_core.lab import plots
+from mccom_core.paths import project_path
 from mccom_core.cascade.policies import DEFAULT_THRESHOLDS, paper_comparison, summary, sweep
 from mccom_core.lab.study import cascade_results
 from mccom_core.lab.widgets import ThresholdExplorer
 
 per_kind, compute = int(per_kind), bool(compute)
 threshold, network_ms, reaction_ms = float(threshold), float(network_ms), float(reaction_ms)
+# Paths are project-relative by default, so the notebook runs in any clone.
+cascade_rows, results_dir, figures_dir = (str(project_path(p)) for p in (cascade_rows, results_dir, figures_dir))
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 rows = cascade_results(cascade_rows, slm=slm, llm=llm, per_kind=per_kind, compute=compute, device=device)

@@ -27,9 +27,9 @@
 # This notebook only aggregates them (`mccom_core.lab.speculative`) and draws them.
 
 # %% tags=["parameters"]
-speculative_rows = "/work/main/benchmarks/results/speculative_rows.jsonl"  # benchmarks/speculative.py --rows (absolute)
-results_dir = "/work/main/build/reproduce/manual/results/04_speculative_decoding"  # tables (absolute)
-figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
+speculative_rows = "benchmarks/results/speculative_rows.jsonl"  # benchmarks/speculative.py --rows (relative to the project root, or absolute)
+results_dir = "build/notebooks/results/04_speculative_decoding"  # tables (relative to the project root, or absolute)
+figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 
 # %%
 from pathlib import Path
@@ -38,8 +38,11 @@ import pandas as pd
 from IPython.display import display
 
 from mccom_core.lab import plots
+from mccom_core.paths import project_path
 from mccom_core.lab.speculative import acceptance, method_frame, read_rows, speedups
 
+# Paths are project-relative by default, so the notebook runs in any clone.
+speculative_rows, results_dir, figures_dir = (str(project_path(p)) for p in (speculative_rows, results_dir, figures_dir))
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 rows = read_rows(speculative_rows)

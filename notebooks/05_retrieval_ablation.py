@@ -29,10 +29,10 @@ llm = "qwen2.5-coder-1.5b"  # cloud model
 ablation_per_kind = 100  # tasks per kind (line, stmt): the ablation runs four more branches per task
 compute = True  # run the branches missing from cascade_rows; False: read the rows as stored
 device = "auto"
-cascade_rows = "/work/main/benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (absolute)
+cascade_rows = "benchmarks/results/cascade_rows.jsonl"  # branch rows, resumed (relative to the project root, or absolute)
 accounting = "warm"  # latency accounting of the cascade table: warm or cold
-results_dir = "/work/main/build/reproduce/manual/results/05_retrieval_ablation"  # tables (absolute)
-figures_dir = "/work/main/build/reproduce/manual/figures"  # PNG + SVG (absolute)
+results_dir = "build/notebooks/results/05_retrieval_ablation"  # tables (relative to the project root, or absolute)
+figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 
 # %%
 from pathlib import Path
@@ -41,12 +41,15 @@ import pandas as pd
 from IPython.display import display
 
 from mccom_core.lab import plots
+from mccom_core.paths import project_path
 from mccom_core.cascade.engine import CascadeConfig
 from mccom_core.cascade.policies import CascadeBranches, DEFAULT_THRESHOLDS, summary
 from mccom_core.lab.retrieval_study import fusion_summary, fusion_sweep
 from mccom_core.lab.study import cascade_results, complete_tasks, retrieval_ablation
 
 ablation_per_kind, compute = int(ablation_per_kind), bool(compute)
+# Paths are project-relative by default, so the notebook runs in any clone.
+cascade_rows, results_dir, figures_dir = (str(project_path(p)) for p in (cascade_rows, results_dir, figures_dir))
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 branches = CascadeConfig().with_ablations("no-retrieval", "repocoder").branches

@@ -27,93 +27,112 @@
 # searches plans and draws the fronts.
 
 # %% tags=["parameters"]
-data_dir = "/work/shared/data/code_cascading_wizardcoder"  # the authors' recordings (absolute)
-results_dir = "/work/main/results/06_self_testing_cascade"  # tables written here (git-ignored)
-figures_dir = "/work/main/figures"  # PNG + SVG written here
+data_dir = ""  # the authors' recordings; "" = code_cascading_wizardcoder in MCCOM_SHARED_DATA or ../shared/data
+results_dir = "build/notebooks/results/06_self_testing_cascade"  # tables (relative to the project root, or absolute)
+figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 problems = 0  # first N problems only (0 means all 164)
 seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 thetas_to_plot = [0.3, 0.5, 0.7, 0.9]
 rule = "readme"  # acceptance rule: "readme" or "authors-code"
-live_dirs = ["/work/main/benchmarks/results/ladder_live/humaneval",  # `mccom ladder live` outputs
-             "/work/main/benchmarks/results/ladder_live/mbpp"]  # (recorded by benchmarks/ladder_live.py)
+live_dirs = ["benchmarks/results/ladder_live/humaneval",  # `mccom ladder live` outputs (relative to the project root, or absolute)
+             "benchmarks/results/ladder_live/mbpp"]  # (recorded by benchmarks/ladder_live.py)
 
 # %%
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import display
 
-from mccom_core.lab import ladder_plots
+from mccom_core.errors import MccomError
+from mccom_core.lab import ladder_plots, plots
 from mccom_core.papers import SELF_TESTING_CLAIMS
 from mccom_core.ladder import cost as ladder_cost, data as ladder_data, plans as ladder_plans, replay as ladder
+from mccom_core.paths import project_path, shared_data_dir
 
 problems = int(problems)
 seeds = [int(s) for s in seeds]
+# Paths are project-relative by default, so the notebook runs in any clone.
+results_dir, figures_dir = (str(project_path(p)) for p in (results_dir, figures_dir))
+live_dirs = [str(project_path(d)) for d in live_dirs]
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
-figures = Path(figures_dir)
-figures.mkdir(parents=True, exist_ok=True)
+
+# The authors' recordings are not shipped with the project (they carry no licence): without
+# them the WizardCoder replay below is skipped and only the live Qwen ladder is shown.
+try:
+    data_dir = str(project_path(data_dir) if data_dir else shared_data_dir() / "code_cascading_wizardcoder")
+    have_recordings = (Path(data_dir) / "answer").is_dir()
+except MccomError:
+    have_recordings = False
+if not have_recordings:
+    print(f"The authors' WizardCoder recordings were not found{f' at {data_dir}' if data_dir else ''}; the replay "
+          "is skipped. Get them from https://github.com/BoyuanJackChen/code_cascading_shared (commit "
+          "f13952b0f97819dc282b02691836a13dcb2b0817) and pass their folder as data_dir, or set MCCOM_SHARED_DATA "
+          "to the folder that holds code_cascading_wizardcoder/.")
 
 
 def save(fig, name):
-    for ext in ("png", "svg"):
-        fig.savefig(figures / f"06_{name}.{ext}", bbox_inches="tight", dpi=120)
+    plots.save(fig, figures_dir, f"06_{name}")
 
 
 # %% [markdown]
 # ## Replay: every recorded solution against the hidden tests and its model's own tests
 
 # %%
-gens = ladder_data.read_replay_dir(data_dir)
-if problems:
-    gens = ladder_data.subset(gens, numbers=range(problems))
-outcomes, verdicts = ladder.replay(gens, progress=True)
-print(verdicts["_stats"])
-pass1 = ladder.per_model_pass_at_1(gens, verdicts)
-pass1.to_csv(results / "pass_at_1.csv", index=False)
-outcomes.to_parquet(results / "outcomes.parquet")
-pass1
-
-# %%
-save(ladder_plots.plot_pass_at_1(pass1), "pass_at_1")
+if have_recordings:
+    gens = ladder_data.read_replay_dir(data_dir)
+    if problems:
+        gens = ladder_data.subset(gens, numbers=range(problems))
+    outcomes, verdicts = ladder.replay(gens, progress=True)
+    print(verdicts["_stats"])
+    pass1 = ladder.per_model_pass_at_1(gens, verdicts)
+    pass1.to_csv(results / "pass_at_1.csv", index=False)
+    outcomes.to_parquet(results / "outcomes.parquet")
+    save(ladder_plots.plot_pass_at_1(pass1), "pass_at_1")
+    display(pass1)
 
 # %% [markdown]
 # ## Per-token cost from the authors' throughput table
 
 # %%
-table = ladder_cost.read_throughput(Path(data_dir) / "wizard_he_throughput.csv")
-costs = ladder_cost.cost_table(table, ladder_cost.mean_greedy_tokens(outcomes))
-costs.to_csv(results / "cost_per_token.csv", index=False)
-costs
+if have_recordings:
+    table = ladder_cost.read_throughput(Path(data_dir) / "wizard_he_throughput.csv")
+    costs = ladder_cost.cost_table(table, ladder_cost.mean_greedy_tokens(outcomes))
+    costs.to_csv(results / "cost_per_token.csv", index=False)
+    display(costs)
 
 # %% [markdown]
 # ## Plan search: Pareto fronts on validation and test
 
 # %%
-arr = ladder_plans.OutcomeArrays.from_frame(outcomes, gens.models)
-dpt = dict(zip(costs["model"], costs["dollars_per_token"]))
-fronts = ladder_plans.search(arr, dpt, seeds=seeds, rule=rule)
-fronts.to_csv(results / "fronts.csv", index=False)
-for split in ("val", "test"):
-    save(ladder_plots.plot_fronts(fronts, split=split, seed=seeds[0], thetas=thetas_to_plot), f"fronts_{split}")
+if have_recordings:
+    arr = ladder_plans.OutcomeArrays.from_frame(outcomes, gens.models)
+    dpt = dict(zip(costs["model"], costs["dollars_per_token"]))
+    fronts = ladder_plans.search(arr, dpt, seeds=seeds, rule=rule)
+    fronts.to_csv(results / "fronts.csv", index=False)
+    for split in ("val", "test"):
+        save(ladder_plots.plot_fronts(fronts, split=split, seed=seeds[0], thetas=thetas_to_plot), f"fronts_{split}")
 
 # %% [markdown]
 # ## Cost saving at equal or better pass@1 than the best single model
 
 # %%
-savings = ladder_plans.cost_savings(fronts)
-savings.to_csv(results / "savings.csv", index=False)
 paper = SELF_TESTING_CLAIMS
-comparison = pd.DataFrame([  # percent, as the paper states them
-    {"measure": "saving at the best single model (mean over seeds)",
-     "measured": 100 * savings["saving_at_best_single"].mean(),
-     "paper": f"WizardCoder-Python {paper['wizardcoder_saving'][0]:.0%}-{paper['wizardcoder_saving'][1]:.0%}"},
-    {"measure": "mean saving over single-model front points", "measured": 100 * savings["mean_saving"].mean(),
-     "paper": f"{paper['average_saving']:.0%} average (all families)"},
-    {"measure": "max saving", "measured": 100 * savings["max_saving"].max(), "paper": f"up to {paper['max_saving']:.0%}"},
-]).assign(unit="%")
-comparison.to_csv(results / "savings_vs_paper.csv", index=False)
-save(ladder_plots.plot_savings(savings, paper), "savings")
-comparison
+if have_recordings:
+    savings = ladder_plans.cost_savings(fronts)
+    savings.to_csv(results / "savings.csv", index=False)
+    comparison = pd.DataFrame([  # percent, as the paper states them
+        {"measure": "saving at the best single model (mean over seeds)",
+         "measured": 100 * savings["saving_at_best_single"].mean(),
+         "paper": f"WizardCoder-Python {paper['wizardcoder_saving'][0]:.0%}-{paper['wizardcoder_saving'][1]:.0%}"},
+        {"measure": "mean saving over single-model front points", "measured": 100 * savings["mean_saving"].mean(),
+         "paper": f"{paper['average_saving']:.0%} average (all families)"},
+        {"measure": "max saving", "measured": 100 * savings["max_saving"].max(),
+         "paper": f"up to {paper['max_saving']:.0%}"},
+    ]).assign(unit="%")
+    comparison.to_csv(results / "savings_vs_paper.csv", index=False)
+    save(ladder_plots.plot_savings(savings, paper), "savings")
+    display(comparison)
 
 # %% [markdown]
 # ## Live: the Qwen2.5-Coder 0.5B → 1.5B ladder on this machine

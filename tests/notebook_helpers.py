@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mccom_core.cascade.engine import CascadeConfig, config_hash
 from mccom_core.cascade.metrics import edit_similarity, exact_match
 from mccom_core.paths import PROJECT_ROOT
 
@@ -28,6 +29,9 @@ TASKS = {
 }
 LLM_WRONG = {"t3", "t8"}  # the direct LLM misses these; the escalation only misses t8
 NO_RETRIEVAL_WRONG = {"t1", "t5", "t6"}  # without retrieval, these branches miss more
+# The rows' model pair; notebooks read only the rows of the config they are given (its hash).
+TOY_MODELS = {"slm": "toy-slm", "llm": "toy-llm"}
+TOY_HASH = config_hash(CascadeConfig(**TOY_MODELS))
 
 
 def _row(task, branch, prediction, confidence, *, retrieval, prefill, decode, warm=None, in_left=False):
@@ -38,8 +42,8 @@ def _row(task, branch, prediction, confidence, *, retrieval, prefill, decode, wa
         "retrieval_ms": retrieval, "prefill_ms": prefill, "decode_ms": decode, "draft_ms": 2.0,
         "warm_prefill_ms": warm[0] if warm else None, "warm_decode_ms": warm[1] if warm else None,
         "warm_draft_ms": 1.0 if warm else None, "output_in_left": in_left,
-        "n_drafted": 6, "n_accepted": 4, "n_forward": 5, "prompt_tokens": 700, "config_hash": "toy", "slm_spec": "toy-slm",
-        "llm_spec": "toy-llm",
+        "n_drafted": 6, "n_accepted": 4, "n_forward": 5, "prompt_tokens": 700, "config_hash": TOY_HASH,
+        "slm_spec": TOY_MODELS["slm"], "llm_spec": TOY_MODELS["llm"],
     }
 
 

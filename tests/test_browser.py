@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mccom_core.paths import PROJECT_ROOT
-from tests.notebook_helpers import cascade_rows, run_notebook, write_jsonl
+from tests.notebook_helpers import TOY_MODELS, cascade_rows, run_notebook, write_jsonl
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,8 +45,8 @@ def lab(tmp_path_factory):
     pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     root = tmp_path_factory.mktemp("lab")
     rows = write_jsonl(cascade_rows(), root / "cascade_rows.jsonl")
-    executed = run_notebook("03_cascade_tradeoffs", root, cascade_rows=str(rows), compute=False, threshold=0.5,
-                            results_dir=str(root / "results"), figures_dir=str(root / "figures"))
+    executed = run_notebook("03_cascade_tradeoffs", root, cascade_rows=str(rows), compute=False, **TOY_MODELS,
+                            threshold=0.5, results_dir=str(root / "results"), figures_dir=str(root / "figures"))
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel inherits it
     env["JUPYTER_CONFIG_DIR"] = str(root / ".jupyter")  # no user settings

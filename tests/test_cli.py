@@ -65,6 +65,22 @@ def test_errors_exit_1_with_a_message(tiny_ckpt, source_file, capsys):
     assert "file not found" in capsys.readouterr().err
 
 
+def test_complete_reads_the_declared_encoding_and_rejects_undecodable_files(tiny_ckpt, tmp_path, capsys):
+    f = tmp_path / "latin.py"
+    body = "def greet():\n    name = 'Jos\u00e9'\n    return name\n"
+    f.write_bytes(("# -*- coding: latin-1 -*-\n" + body).encode("latin-1"))
+    assert main(["complete", str(f), "--line", "4", "--model", tiny_ckpt, "--max-new-tokens", "2"]) == 0
+    assert "completion " in capsys.readouterr().out
+    f.write_bytes(body.encode("latin-1"))  # the same bytes without the cookie
+    assert main(["complete", str(f), "--line", "3", "--model", tiny_ckpt]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mccom: error: cannot read {f}: line 2 has byte 0xe9") and err.count("\n") == 1
+    f.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
+    assert main(["complete", str(f), "--line", "1", "--model", tiny_ckpt]) == 1
+    assert capsys.readouterr().err == f"mccom: error: {f} looks like a binary file (it contains NUL bytes), " \
+                                      "not source code: pass a text source file\n"
+
+
 def test_commands_are_registered():
     names = set(build_parser()._subparsers._group_actions[0].choices)
     assert {"complete", "quickstart"} <= names

@@ -68,6 +68,40 @@ def test_assemble_concatenates_in_order_and_verifies(tmp_path, monkeypatch):
     assert assemble_gguf(entry).read_bytes() == b"tampered"
 
 
+class RecordingBar:
+    """Stands in for tqdm: records its arguments and the bytes reported to it."""
+
+    made: list["RecordingBar"] = []
+
+    def __init__(self, *args, **kwargs):
+        self.kwargs, self.n = kwargs, 0
+        RecordingBar.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("progress, disable", [(True, None), (False, True)])
+def test_assembly_shows_a_byte_bar_over_all_parts(tmp_path, monkeypatch, progress, disable):
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    monkeypatch.setattr(RecordingBar, "made", [])
+    chunks = [b"GGUF" + b"a" * 10, b"b" * 7, b"c" * 3]
+    assemble_gguf(fake_parts(tmp_path, monkeypatch, chunks), progress=progress)
+    (bar,) = RecordingBar.made
+    assert bar.kwargs["total"] == bar.n == 24 == sum(map(len, chunks))
+    assert bar.kwargs["unit"] == "B" and bar.kwargs["unit_scale"] is True
+    assert bar.kwargs["desc"] == "assembling fake-model"
+    assert bar.kwargs["disable"] is disable  # None: shown in notebooks and terminals, not in pipes
+
+
 def test_wrong_checksum_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
     entry = fake_parts(tmp_path, monkeypatch, [b"x" * 5, b"y" * 5], prefix="fakebad")
     bad = RegistryEntry(entry.name, entry.hub_id,
@@ -211,13 +245,14 @@ class FakeConverted:
         (path / "config.json").write_text(json.dumps({"tag": weights}))
 
 
-def test_concurrent_conversions_keep_their_own_temporary_folders(tmp_path, monkeypatch):
+def test_concurrent_conversions_keep_their_own_temporary_folders(tmp_path, monkeypatch, capsys):
     """Two processes converting one model at once each save into a folder of their own beside
     the cache entry; the one finishing second keeps the first one's entry and removes its own."""
     import transformers
 
     out = models._converted_dir("fake-model-abcdefabcdef")
-    gguf = tmp_path / "fake.gguf"  # never read: the transformers loaders are faked
+    gguf = tmp_path / "fake.gguf"  # only its size is read: the transformers loaders are faked
+    gguf.write_bytes(b"GGUF")
     saved_in: list[Path] = []
     fakes = iter([FakeConverted("first", saved_in, during_save=lambda: models._convert_gguf(gguf, out)),
                   FakeConverted("second", saved_in)])
@@ -231,3 +266,5 @@ def test_concurrent_conversions_keep_their_own_temporary_folders(tmp_path, monke
     assert json.loads((out / "config.json").read_text()) == {"tag": "second"}  # finished first: kept
     assert json.loads((out / "mccom_source.json").read_text()) == {"gguf": str(gguf), "format": 1}
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary folder left behind
+    notice = "converting fake to safetensors once (about 1 min on a CPU); later loads take seconds\n"
+    assert capsys.readouterr().err == notice * 2

@@ -14,7 +14,8 @@ import pytest
 
 from mccom_core.lab.reproduce import discover
 from tests.notebook_helpers import (
-    TASKS, cascade_rows, image_outputs, run_notebook, save_tiny_checkpoint, speculative_rows, write_jsonl,
+    TASKS, TOY_MODELS, cascade_rows, image_outputs, run_notebook, save_tiny_checkpoint, speculative_rows,
+    write_jsonl,
 )
 
 OWN = {"01_quickstart", "02_observations", "03_cascade_tradeoffs", "04_speculative_decoding",
@@ -57,7 +58,8 @@ def test_01_quickstart_with_tiny_checkpoints(tmp_path):
 
 
 def test_02_observations_from_rows(tmp_path, rows_file):
-    out = run_notebook("02_observations", tmp_path, cascade_rows=str(rows_file), compute=False, **_dirs(tmp_path))
+    out = run_notebook("02_observations", tmp_path, cascade_rows=str(rows_file), compute=False, **TOY_MODELS,
+                       **_dirs(tmp_path))
     obs = pd.read_csv(tmp_path / "results" / "observations.csv")
     assert list(obs["metric"]) == ["slm_output_in_left_pct", "slm_llm_es_pct", "slm_em_no_retrieval_pct",
                                    "slm_vs_llm_em_pct"]
@@ -74,7 +76,7 @@ def test_02_observations_from_rows(tmp_path, rows_file):
 
 
 def test_03_tradeoffs_table_sweep_and_explorer(tmp_path, rows_file):
-    out = run_notebook("03_cascade_tradeoffs", tmp_path, cascade_rows=str(rows_file), compute=False,
+    out = run_notebook("03_cascade_tradeoffs", tmp_path, cascade_rows=str(rows_file), compute=False, **TOY_MODELS,
                        threshold=0.6, **_dirs(tmp_path))
     res = tmp_path / "results"
     table = pd.read_csv(res / "policies.csv")
@@ -114,7 +116,7 @@ def test_04_speculative_from_rows(tmp_path):
 
 
 def test_05_retrieval_ablation_from_rows(tmp_path, rows_file):
-    out = run_notebook("05_retrieval_ablation", tmp_path, cascade_rows=str(rows_file), compute=False,
+    out = run_notebook("05_retrieval_ablation", tmp_path, cascade_rows=str(rows_file), compute=False, **TOY_MODELS,
                        **_dirs(tmp_path))
     ab = pd.read_csv(tmp_path / "results" / "ablation.csv")
     assert list(ab["setting"].unique()) == ["none", "round 1", "RepoCoder round 2", "fused round 2 (MCCom)"]
@@ -178,8 +180,22 @@ def test_05_with_core_branches_only(tmp_path):
     """Rows without the ablation branches (e.g. a core-only run read with compute off)."""
     core = [r for r in cascade_rows() if r["branch"] in ("slm", "llm", "llm_rejected")]
     rows = write_jsonl(core, tmp_path / "core.jsonl")
-    run_notebook("05_retrieval_ablation", tmp_path, cascade_rows=str(rows), compute=False, **_dirs(tmp_path))
+    run_notebook("05_retrieval_ablation", tmp_path, cascade_rows=str(rows), compute=False, **TOY_MODELS,
+                 **_dirs(tmp_path))
     ab = pd.read_csv(tmp_path / "results" / "ablation.csv")
     assert list(ab["setting"]) == ["round 1", "round 1", "fused round 2 (MCCom)"] and (ab["n"] == len(TASKS)).all()
     cascade = pd.read_csv(tmp_path / "results" / "cascade_by_retrieval.csv")
     assert list(cascade["setting"]) == ["fused round 2 (MCCom)"]
+
+
+def test_06_without_the_authors_recordings(tmp_path):
+    """The recordings are not shipped: without them 06 says where to get them and skips the replay."""
+    import nbformat
+
+    out = run_notebook("06_self_testing_cascade", tmp_path, data_dir=str(tmp_path / "absent"), live_dirs=[],
+                       **_dirs(tmp_path))
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
+    assert "BoyuanJackChen/code_cascading_shared" in text and "f13952b0f97819dc282b02691836a13dcb2b0817" in text
+    assert not (tmp_path / "results" / "pass_at_1.csv").exists()
+    assert pd.read_csv(tmp_path / "results" / "live_vs_paper.csv").empty
+    assert _figures(tmp_path, "06") == []

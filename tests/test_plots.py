@@ -99,3 +99,14 @@ def test_fusion_curve():
     by_label = {ln.get_label(): ln for ln in ax.get_lines()}
     assert list(by_label["constant weight w"].get_ydata()) == [0.5, 0.25]
     assert by_label["confidence (MCCom)"].get_ydata()[0] == pytest.approx(0.75)
+
+
+def test_save_is_byte_identical_for_the_same_figure(tmp_path):
+    """Same inputs, same bytes: no date or software stamp, SVG ids from a fixed salt."""
+    first = plots.save(plots.latency_vs_em(sweep(cascade_rows(), [0.0, 0.5, 1.0])), tmp_path / "a", "f")
+    second = plots.save(plots.latency_vs_em(sweep(cascade_rows(), [0.0, 0.5, 1.0])), tmp_path / "b", "f")
+    for one, two in zip(first, second):
+        assert one.read_bytes() == two.read_bytes(), one.name
+    svg = first[1].read_text(encoding="utf-8")
+    assert "<dc:date>" not in svg and 'id="' in svg
+    assert b"Software" not in first[0].read_bytes()[:200]

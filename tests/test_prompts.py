@@ -8,6 +8,7 @@ from mccom_core.errors import MccomError
 from mccom_core.lm.prompts import (
     PromptConfig,
     build_prompt,
+    read_source,
     split_at_cursor,
     truncate_left,
     truncate_right,
@@ -71,3 +72,33 @@ def test_split_at_cursor():
         split_at_cursor(src, 9)
     with pytest.raises(MccomError, match="column 40 is outside line 2"):
         split_at_cursor(src, 2, col=40)
+
+
+def test_read_source_decodes_as_python_does(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_bytes(b"# -*- coding: latin-1 -*-\nname = 'Jos\xe9'\n")
+    assert read_source(f) == "# -*- coding: latin-1 -*-\nname = 'Jos\u00e9'\n"
+    f.write_bytes(b"\xef\xbb\xbfname = 'Jos\xc3\xa9'\r\n")  # UTF-8 with a BOM and CRLF
+    assert read_source(f) == "name = 'Jos\u00e9'\n"
+
+
+@pytest.mark.parametrize("data, pattern", [
+    (b"import os\n\nname = 'Jos\xe9'\n", r"line 3 has byte 0xe9, which is not valid utf-8; .*coding: latin-1"),
+    (b"name = 'Jos\xe9'\n", r"line 1 has byte 0xe9, which is not valid utf-8; save the file as UTF-8"),
+    (b"# coding: ascii\nname = 'Jos\xe9'\n", r"line 2 has byte 0xe9, which is not valid ascii"),
+    (b"# coding: klingon\nx = 1\n", r"unknown encoding.*klingon; fix the coding cookie"),
+    (b"\x7fELF\x02\x01\x01\x00\x00\xff\n", r"looks like a binary file \(it contains NUL bytes\)"),
+    (b"x = 1\n\x00\x00\n", r"looks like a binary file"),  # valid UTF-8, still not source
+])
+def test_read_source_errors_say_what_to_do(tmp_path, data, pattern):
+    f = tmp_path / "bad.py"
+    f.write_bytes(data)
+    with pytest.raises(MccomError, match=pattern):
+        read_source(f)
+
+
+def test_read_source_missing_file(tmp_path):
+    with pytest.raises(MccomError, match="file not found"):
+        read_source(tmp_path / "absent.py")
+    with pytest.raises(MccomError, match="file not found"):
+        read_source(tmp_path)  # a folder

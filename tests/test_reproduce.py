@@ -60,11 +60,19 @@ LAST = HEADER + '''
 # %% tags=["parameters"]
 results_dir = "/nowhere"
 slm = "default"
+threshold = 0.5  # not a Profile field: only -p / overrides set it
+label = "default"  # not a Profile field either
+compute = True
+seeds = [0]
 
 # %%
+import json
 from pathlib import Path
 Path(results_dir).mkdir(parents=True, exist_ok=True)
 (Path(results_dir) / "slm.txt").write_text(slm)
+got = {"threshold": threshold, "label": label, "compute": compute, "seeds": seeds}
+(Path(results_dir) / "params.json").write_text(json.dumps(
+    {"values": got, "types": {k: type(v).__name__ for k, v in got.items()}}))
 '''
 
 
@@ -99,6 +107,9 @@ def test_parameters_are_injected_by_name_with_absolute_paths(run):
     assert params == {"per_kind": 7, "results_dir": str(run.out_dir / "results" / "01_good")}
     assert set(good.parameters) == {"results_dir", "figures_dir", "per_kind"}
     assert (last.results_dir / "slm.txt").read_text() == "tiny"
+    assert json.loads((last.results_dir / "params.json").read_text())["values"] == {
+        "threshold": 0.5, "label": "default", "compute": True, "seeds": list(range(10))}  # profile seeds
+    assert set(last.parameters) == {"results_dir", "slm", "compute", "seeds"}
     assert (run.out_dir / "figures" / "01_line.png").stat().st_size > 0
     assert (run.out_dir / "notebooks" / "executed" / "01_good.ipynb").is_file()
 
@@ -169,12 +180,62 @@ def test_cli(notebooks, tmp_path, monkeypatch, capsys):
         return real(*a, notebooks_dir=notebooks, **k)
 
     monkeypatch.setattr(rep, "reproduce", with_test_notebooks)
-    rc = main(["reproduce", "--profile", "quick", "--out", str(tmp_path), "--notebooks", "03", "--slm", "cli-slm",
+    rc = main(["reproduce", "--profile", "quick", "--out", str(tmp_path), "--notebooks", "01", "03", "--slm", "cli-slm",
+               "-p", "threshold=0.25", "compute=false", "-p", "seeds=[3, 4]", "-p", "label=qwen2.5-coder-0.5b",
                "-p", "per_kind", "2", "--no-progress"])
     assert rc == 0
     assert (tmp_path / "results" / "03_last" / "slm.txt").read_text() == "cli-slm"
-    assert "ok     03_last" in capsys.readouterr().out
+    # Non-Profile parameters reach the notebook that declares them, as YAML-typed values.
+    assert json.loads((tmp_path / "results" / "03_last" / "params.json").read_text()) == {
+        "values": {"threshold": 0.25, "label": "qwen2.5-coder-0.5b", "compute": False, "seeds": [3, 4]},
+        "types": {"threshold": "float", "label": "str", "compute": "bool", "seeds": "list"}}
+    # 01_good declares none of them: it runs with only its own (per_kind is a Profile field, typed int).
+    assert json.loads((tmp_path / "results" / "01_good" / "params.json").read_text())["per_kind"] == 2
+    injected = _injected_names(tmp_path / "notebooks" / "executed" / "01_good.ipynb")
+    assert injected == {"results_dir", "figures_dir", "per_kind"}
+    out = capsys.readouterr().out
+    assert "ok     01_good" in out and "ok     03_last" in out
     assert main(["reproduce", "--out", str(tmp_path), "--notebooks", "02", "--no-progress"]) == 1
+    # A name no notebook declares: one error listing the valid names, nothing executed.
+    assert main(["reproduce", "--out", str(tmp_path / "unknown"), "-p", "treshold=0.3", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown parameters ['treshold']" in err and "'threshold'" in err and "'per_kind'" in err
+    assert not (tmp_path / "unknown").exists()
+    with pytest.raises(SystemExit):
+        main(["reproduce", "-p", "threshold"])  # neither NAME=VALUE nor NAME VALUE
+
+
+def _injected_names(executed: Path) -> set[str]:
+    """Names assigned in papermill's injected-parameters cell of an executed notebook."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    cell = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    return {t.id for node in ast.parse(cell.source).body for t in node.targets}
+
+
+def test_parse_value_types():
+    from mccom_core.cli.reproduce import parse_value
+
+    got = {text: parse_value(text) for text in
+           ["0.5", "3", "false", "[0, 1]", "qwen2.5-coder-0.5b", "cuda:0", "", "/a/b.jsonl", "{unclosed"]}
+    assert got == {"0.5": 0.5, "3": 3, "false": False, "[0, 1]": [0, 1], "qwen2.5-coder-0.5b": "qwen2.5-coder-0.5b",
+                   "cuda:0": "cuda:0", "": "", "/a/b.jsonl": "/a/b.jsonl", "{unclosed": "{unclosed"}
+    assert [type(got[t]) for t in ("0.5", "3", "false")] == [float, int, bool]
+
+
+def test_split_overrides(notebooks):
+    from mccom_core.lab.reproduce import split_overrides
+
+    scripts = discover(notebooks)
+    prof, extra = split_overrides(get_profile("quick"), {"per_kind": 9, "seeds": [5], "live_dirs": "x/y",
+                                                         "threshold": 0.7, "label": "rel/path"}, scripts)
+    assert (prof.name, prof.per_kind, prof.seeds, prof.live_dirs) == ("quick", 9, (5,), ("x/y",))
+    assert extra == {"threshold": 0.7, "label": "rel/path"}  # passed as given
+    with pytest.raises(MccomError, match=r"unknown parameters \['name', 'results_dir', 'thresh'\]"):
+        split_overrides(get_profile("quick"), {"thresh": 1, "results_dir": "/x", "name": "y"}, scripts)
 
 
 def test_declared_parameters_survive_comments_papermill_cannot_parse(tmp_path):

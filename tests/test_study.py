@@ -81,10 +81,29 @@ def test_quickstart_trace():
         quickstart_trace(frame[frame.model == "small"], 0.5)
 
 
-def test_cascade_results_read_only(tmp_path):
-    path = write_jsonl(cascade_rows(), tmp_path / "rows.jsonl")
-    rows = cascade_results(path, slm="x", llm="y", per_kind=1, compute=False)
-    assert len(rows) == 56
+def test_cascade_results_read_only_returns_the_rows_of_the_requested_config(tmp_path):
+    """compute=False on a file with rows of two configs: only those of (slm, llm)'s hash."""
+    from mccom_core.cascade.engine import CascadeConfig, config_hash
+
+    wanted = config_hash(CascadeConfig(slm="a-slm", llm="a-llm"))
+    other = cascade_rows()  # 56 rows of the helpers' config
+    assert {r["config_hash"] for r in other} != {wanted}
+    ours = [{**other[0], "task_id": task, "branch": branch, "prediction": pred, "config_hash": wanted,
+             "slm_spec": "a-slm", "llm_spec": "a-llm"}
+            for task, branch, pred in [("t1", "slm", "return a"), ("t1", "llm", "return a + b"), ("t9", "slm", "x")]]
+    path = write_jsonl(other[:28] + ours + other[28:], tmp_path / "rows.jsonl")
+    rows = cascade_results(path, slm="a-slm", llm="a-llm", per_kind=1, compute=False)
+    assert list(zip(rows["task_id"], rows["branch"], rows["prediction"])) == [
+        ("t1", "slm", "return a"), ("t1", "llm", "return a + b"), ("t9", "slm", "x")]
+    assert set(rows["config_hash"]) == {wanted}
+    # The branches asked for do not change the config (config_hash leaves them out).
+    assert len(cascade_results(path, slm="a-slm", llm="a-llm", per_kind=1, compute=False,
+                               branches=("slm", "llm", "llm_rejected", "slm_noretrieval"))) == 3
+    with pytest.raises(MccomError, match="compute=True") as err:
+        cascade_results(path, slm="a-slm", llm="b-llm", per_kind=1, compute=False)
+    message = str(err.value)
+    assert config_hash(CascadeConfig(slm="a-slm", llm="b-llm")) in message
+    assert f"('{wanted}', 'a-slm', 'a-llm')" in message and "point cascade_rows at a file" in message
     with pytest.raises(MccomError, match="compute=True"):
         cascade_results(tmp_path / "missing.jsonl", slm="x", llm="y", per_kind=1, compute=False)
 

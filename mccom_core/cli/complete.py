@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mccom_core.cli._defaults import default
 
@@ -41,14 +40,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from mccom_core.lm.decoding import DecodeConfig, complete
     from mccom_core.lm.drafting import make_drafter
-    from mccom_core.errors import MccomError
     from mccom_core.lm.models import load_model
-    from mccom_core.lm.prompts import PromptConfig, build_prompt, split_at_cursor
+    from mccom_core.lm.prompts import PromptConfig, build_prompt, read_source, split_at_cursor
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise MccomError(f"file not found: {path}")
-    left, right = split_at_cursor(path.read_text(encoding="utf-8"), args.line, args.col)
+    left, right = split_at_cursor(read_source(args.file), args.line, args.col)
     decode = DecodeConfig(stop=args.stop, max_new_tokens=args.max_new_tokens, token_healing=args.heal)
     drafter = make_drafter(args.drafter)
     lm = load_model(args.model, device=args.device, dtype=args.dtype)

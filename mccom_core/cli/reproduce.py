@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
+
 from mccom_core.cli._defaults import default
+
+
+class ParamAction(argparse.Action):
+    """``-p NAME=VALUE`` (or papermill's ``-p NAME VALUE``), repeatable: appends ``(NAME, VALUE)``
+    pairs, VALUE still a string (see :func:`parse_value`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if "=" in values[0]:
+            bad = [v for v in values if "=" not in v or v.startswith("=")]
+            pairs = [tuple(v.split("=", 1)) for v in values]
+        else:
+            bad = values if len(values) != 2 else []
+            pairs = [tuple(values)]
+        if bad:
+            parser.error(f"{option_string} takes NAME=VALUE (or NAME VALUE), got {' '.join(values)!r}")
+        setattr(namespace, self.dest, list(getattr(namespace, self.dest) or []) + pairs)
+
+
+def parse_value(text: str):
+    """A ``-p`` value as YAML, like papermill's ``-y``: ``0.5`` -> float, ``false`` -> bool,
+    ``[0, 1]`` -> list; anything YAML cannot read, and the empty string, stay as typed."""
+    import yaml
+
+    if text == "":
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def register(sub) -> None:
@@ -14,18 +45,17 @@ def register(sub) -> None:
     p.add_argument("--slm", default=None, help="override the local model spec (e.g. a checkpoint folder)")
     p.add_argument("--llm", default=None, help="override the cloud model spec")
     p.add_argument("--device", default=None, help="override the device (auto, cpu, cuda)")
-    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="override any profile parameter; VALUE is read as YAML (3 -> int, [0, 1] -> list)")
+    p.add_argument("-p", "--param", nargs="+", action=ParamAction, default=[], metavar="NAME=VALUE",
+                   help="override a profile field or any notebook parameter, e.g. -p threshold=0.5 -p compute=false; "
+                        "VALUE is read as YAML (3 -> int, [0, 1] -> list, other text -> str); repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import yaml
-
     from mccom_core.lab.reproduce import reproduce
 
-    overrides = {k: yaml.safe_load(v) for k, v in args.param}
+    overrides = {k: parse_value(v) for k, v in args.param}
     overrides.update({k: getattr(args, k) for k in ("slm", "llm", "device") if getattr(args, k)})
     rep = reproduce(args.profile, args.out, args.notebooks, overrides=overrides, progress=not args.no_progress)
     for r in rep.runs:

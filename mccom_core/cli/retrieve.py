@@ -79,6 +79,7 @@ def _index(args) -> int:
 
 def _query(args) -> int:
     from mccom_core.retrieval.queries import CompletionSite
+    from mccom_core.lm.prompts import read_source
     from mccom_core.retrieval.retrievers import get_retriever, load_index
 
     config = _config(args)
@@ -86,10 +87,7 @@ def _query(args) -> int:
     path = Path(args.file)
     if not path.is_absolute():
         path = Path(args.repo) / path
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MccomError(f"cannot read {path} as UTF-8 text: {exc}") from exc
+    lines = read_source(path).split("\n")
     if not 1 <= args.line <= len(lines):
         raise MccomError(f"--line {args.line} is outside {path} (1..{len(lines)})")
     target = args.line - 1

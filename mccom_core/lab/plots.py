@@ -35,13 +35,25 @@ def _label(ax, xlabel: str, ylabel: str, legend_size: int | None = 7):
     ax.legend(fontsize=legend_size)
 
 
+# What matplotlib would stamp into a file that does not depend on the figure: a creation date
+# (SVG, PDF) and the software's name (PNG). Dropped, so the same figure gives the same bytes.
+_NO_STAMPS = {"svg": {"Date": None}, "png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}}
+
+
 def save(fig, figures_dir, name: str, formats=("png", "svg")) -> list[Path]:
-    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` for each format; returns the paths."""
+    """Write ``fig`` as ``<figures_dir>/<name>.<fmt>`` for each format; returns the paths.
+
+    Deterministic: the same figure gives byte-identical files (no date or software stamp;
+    SVG element ids come from a fixed hash salt instead of a random one).
+    """
+    import matplotlib
+
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.{fmt}" for fmt in formats]
-    for p in paths:
-        fig.savefig(p, bbox_inches="tight", dpi=120)
+    with matplotlib.rc_context({"svg.hashsalt": "mccom-workbench"}):
+        for p, fmt in zip(paths, formats):
+            fig.savefig(p, bbox_inches="tight", dpi=120, metadata=_NO_STAMPS.get(fmt))
     return paths
 
 

@@ -16,7 +16,7 @@ from mccom_core.lm.decoding import DecodeConfig, complete
 from mccom_core.lm.drafting import make_drafter
 from mccom_core.errors import MccomError
 from mccom_core.cascade.metrics import edit_similarity, exact_match
-from mccom_core.lm.prompts import PromptConfig, build_prompt, split_at_cursor
+from mccom_core.lm.prompts import PromptConfig, build_prompt, read_source, split_at_cursor
 from mccom_core.cascade.candidates import line_candidates
 
 DEFAULT_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
@@ -60,9 +60,7 @@ def run_quickstart(file: str | Path | None = None, config: QuickstartConfig = Qu
     from mccom_core.lm.models import load_model
 
     path = Path(file) if file is not None else default_file()
-    if not path.is_file():
-        raise MccomError(f"file not found: {path}; pass an existing source file")
-    source = path.read_text(encoding="utf-8")
+    source = read_source(path)
     if lines:
         by_line = {c.start_line: c for c in line_candidates(source)}
         missing = [n for n in lines if n not in by_line]

@@ -8,7 +8,9 @@ and does not stop the others.
 
 Parameters are matched by name: a notebook receives the profile values whose names appear in
 its ``parameters`` cell (plus ``results_dir``, ``figures_dir`` and ``data_dir`` when it
-declares them), so notebooks declare only what they use.
+declares them), so notebooks declare only what they use. Overrides may name a profile field
+(it replaces the profile's value) or any other parameter some notebook declares (it goes to
+every notebook that declares it, e.g. ``threshold``).
 
 Each notebook may write ``key_numbers.csv`` (columns ``metric``, ``paper``, ``measured``,
 ``unit``) into its ``results_dir``; the report puts those rows side by side, with every
@@ -20,15 +22,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
 from mccom_core.errors import MccomError
-from mccom_core.paths import PROJECT_ROOT
+from mccom_core.paths import BUILD_DIR, PROJECT_ROOT, project_path
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
-BUILD_DIR = PROJECT_ROOT / "build"
 KEY_NUMBERS = "key_numbers.csv"  # metric, paper, measured, unit: what the report tabulates
 
 
@@ -61,13 +62,13 @@ class Profile:
     def values(self, out_dir: Path) -> dict:
         """Every injectable parameter, as plain values with absolute paths."""
         v = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "execution_timeout")}
-        v["cascade_rows"] = str(_absolute(self.cascade_rows) if self.cascade_rows else out_dir / "cascade_rows.jsonl")
-        v["speculative_rows"] = str(_absolute(self.speculative_rows))
+        v["cascade_rows"] = str(project_path(self.cascade_rows) if self.cascade_rows else out_dir / "cascade_rows.jsonl")
+        v["speculative_rows"] = str(project_path(self.speculative_rows))
         if _ladder_data_dir():  # else 06 keeps its own default (and says what is missing)
             v["data_dir"] = _ladder_data_dir()
-        v["figures_dir"] = str(_absolute(self.figures_dir) if self.figures_dir else out_dir / "figures")
+        v["figures_dir"] = str(project_path(self.figures_dir) if self.figures_dir else out_dir / "figures")
         v["seeds"] = list(self.seeds)
-        v["live_dirs"] = [str(_absolute(d)) for d in self.live_dirs]
+        v["live_dirs"] = [str(project_path(d)) for d in self.live_dirs]
         return v
 
 
@@ -78,11 +79,6 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     # reused (the runner computes only missing tasks), figures go to the project's figures/.
     Profile("paper", cascade_rows="benchmarks/results/cascade_rows.jsonl", figures_dir="figures"),
 )}
-
-
-def _absolute(path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else PROJECT_ROOT / p
 
 
 def get_profile(name: str | Profile) -> Profile:
@@ -150,18 +146,26 @@ def to_ipynb(script: Path, dest_dir: Path) -> Path:
     return out
 
 
-def declared_parameters(ipynb: Path) -> list[str]:
+def declared_parameters(notebook) -> list[str]:
     """Names assigned at top level of the notebook's ``parameters`` cell.
 
-    Read with :mod:`ast` rather than papermill's line parser, which gives up on a line whose
+    ``notebook`` is an ``.ipynb`` file, a jupytext script (``.py``) or a notebook node. Read
+    with :mod:`ast` rather than papermill's line parser, which gives up on a line whose
     comment holds ``=`` or quotes (and would then leave that parameter out).
     """
     import ast
 
-    import nbformat
+    if isinstance(notebook, (str, os.PathLike)):
+        path = Path(notebook)
+        if path.suffix == ".ipynb":
+            import nbformat
 
-    nb = nbformat.read(ipynb, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+            notebook = nbformat.read(path, as_version=4)
+        else:
+            import jupytext
+
+            notebook = jupytext.read(path)
+    cells = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     if not cells:
         return []
     names = []
@@ -235,18 +239,17 @@ def reproduce(profile: str | Profile = "quick", out_dir=None, notebooks: Sequenc
     notebooks:
         Stems or number prefixes (``["01", "04_speculative_decoding"]``); all when None.
     overrides:
-        Parameter values that replace the profile's (e.g. ``{"slm": "/path/to/ckpt"}``).
+        Parameter values by name. A :class:`Profile` field replaces the profile's value
+        (``{"slm": "/path/to/ckpt", "per_kind": 20}``); any other name goes to every notebook
+        whose ``parameters`` cell declares it (``{"threshold": 0.7}``), the others ignore it.
+        A name no notebook in ``notebooks_dir`` declares raises :class:`MccomError`.
     """
     from tqdm.auto import tqdm
 
-    prof = get_profile(profile)
+    prof, extra = split_overrides(get_profile(profile), overrides or {}, discover(notebooks_dir))
     out = Path(out_dir).resolve() if out_dir else BUILD_DIR / "reproduce" / prof.name
     out.mkdir(parents=True, exist_ok=True)
-    values = prof.values(out)
-    unknown = sorted(set(overrides or {}) - set(values))
-    if unknown:
-        raise MccomError(f"unknown parameters {unknown}: choose from {sorted(values)}")
-    values.update(overrides or {})
+    values = {**prof.values(out), **extra}
     Path(values["figures_dir"]).mkdir(parents=True, exist_ok=True)
     scripts = discover(notebooks_dir, notebooks)
     start, runs = time.perf_counter(), []
@@ -260,6 +263,29 @@ def reproduce(profile: str | Profile = "quick", out_dir=None, notebooks: Sequenc
             bar.write(f"{run.name}: FAILED in cell {run.failed_cell}: {run.error}")
     report = write_report(prof, out, runs, values, time.perf_counter() - start)
     return ReproduceReport(prof, out, report, tuple(runs), time.perf_counter() - start)
+
+
+# Set by the runner for each notebook (``<out>/results/<stem>``): not a parameter to override.
+_PER_NOTEBOOK = ("results_dir",)
+
+
+def split_overrides(profile: Profile, overrides: dict, scripts: Sequence[Path]) -> tuple[Profile, dict]:
+    """``profile`` with the overrides that name its fields applied, and the other overrides.
+
+    The others must be declared by at least one of ``scripts``; they are passed unchanged (a
+    relative path stays relative: the notebooks resolve it against the project root).
+    """
+    fields_ = {f.name for f in fields(Profile)} - {"name"}
+    if set(overrides) - fields_:  # read the parameters cells only when a name needs them
+        declared = {n for s in scripts for n in declared_parameters(s)} - set(_PER_NOTEBOOK)
+        unknown = sorted(set(overrides) - fields_ - declared)
+        if unknown:
+            raise MccomError(f"unknown parameters {unknown}: neither a profile field nor declared in the parameters "
+                             f"cell of a notebook in {Path(scripts[0]).parent}; choose from {sorted(fields_ | declared)}")
+    # A tuple field (seeds, live_dirs) given one value holds that value alone.
+    ours = {k: (tuple(v) if isinstance(v, (list, tuple)) else (v,)) if isinstance(getattr(profile, k), tuple) else v
+            for k, v in overrides.items() if k in fields_}
+    return replace(profile, **ours), {k: v for k, v in overrides.items() if k not in fields_}
 
 
 def _ladder_data_dir() -> str:

