@@ -103,6 +103,10 @@ if have_recordings:
 
 # %% [markdown]
 # ## Plan search: Pareto fronts on validation and test
+#
+# One line per distinct front: thetas whose fronts hold the same plans share a line and a
+# legend entry, and a theta whose front is just the single-model plans is named in the
+# single-model entry instead of drawing over it.
 
 # %%
 if have_recordings:
@@ -111,10 +115,14 @@ if have_recordings:
     fronts = ladder_plans.search(arr, dpt, seeds=seeds, rule=rule)
     fronts.to_csv(results / "fronts.csv", index=False)
     for split in ("val", "test"):
-        save(ladder_plots.plot_fronts(fronts, split=split, seed=seeds[0], thetas=thetas_to_plot), f"fronts_{split}")
+        save(ladder_plots.plot_fronts(fronts, split=split, seed=seeds[0], thetas=thetas_to_plot,
+                                     benchmark="HumanEval, WizardCoder-Python 7B/13B/34B"), f"fronts_{split}")
 
 # %% [markdown]
 # ## Cost saving at equal or better pass@1 than the best single model
+#
+# Each bar is labelled with its value, so a seed without a saving shows "0%" where its bar
+# would be.
 
 # %%
 paper = SELF_TESTING_CLAIMS
@@ -131,7 +139,7 @@ if have_recordings:
          "paper": f"up to {paper['max_saving']:.0%}"},
     ]).assign(unit="%")
     comparison.to_csv(results / "savings_vs_paper.csv", index=False)
-    save(ladder_plots.plot_savings(savings, paper), "savings")
+    save(ladder_plots.plot_savings(savings, paper, benchmark="HumanEval, WizardCoder-Python 7B/13B/34B"), "savings")
     display(comparison)
 
 # %% [markdown]
@@ -160,7 +168,8 @@ for live in map(Path, live_dirs):
     live_fronts.to_csv(results / f"live_{name}_fronts.csv", index=False)
     live_savings = ladder_plans.cost_savings(live_fronts)
     live_savings.to_csv(results / f"live_{name}_savings.csv", index=False)
-    save(ladder_plots.plot_fronts(live_fronts, split="test", seed=seeds[0]), f"live_{name}_fronts_test")
+    save(ladder_plots.plot_fronts(live_fronts, split="test", seed=seeds[0],
+                                 benchmark=f"{name}, Qwen2.5-Coder 0.5B → 1.5B"), f"live_{name}_fronts_test")
     live_pass1 = pd.read_csv(live / "pass_at_1.csv")
     display(live_pass1.assign(benchmark=name))
     live_rows += [

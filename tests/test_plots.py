@@ -33,7 +33,8 @@ def test_latency_vs_em_draws_curves_points_and_marks(curves):
     fig = plots.latency_vs_em(curves, "warm", threshold=0.5)
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert {"mccom", "confidence-only", "oracle (bound)", "always-llm", "threshold 0.50"} <= set(labels)
+    assert {"mccom", "confidence-only", plots.ORACLE_LABEL, "always-llm", "threshold 0.50"} <= set(labels)
+    assert "simulated user's verdict" in plots.ORACLE_LABEL
     assert "paper's MCCom (relative to our always-LLM)" in labels
     curves_drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 3]  # one point per threshold
     assert len(curves_drawn) == 2  # mccom and confidence-only
@@ -55,7 +56,7 @@ def test_llm_share_lines(curves):
     ax = plots.llm_share_vs_threshold(curves, "warm", threshold=0.5).axes[0]
     by_label = {ln.get_label(): ln for ln in ax.get_lines()}
     oracle = curves[curves.policy == "oracle"].llm_share.iloc[0]
-    assert by_label["oracle (bound)"].get_ydata()[0] == pytest.approx(oracle)
+    assert by_label[plots.ORACLE_LABEL].get_ydata()[0] == pytest.approx(oracle)
     assert by_label["paper's MCCom share"].get_ydata()[0] == pytest.approx(1 - 0.463)
     assert by_label["threshold 0.50"].get_xdata()[0] == pytest.approx(0.5)
 
@@ -72,8 +73,35 @@ def test_speculative_plots():
     bars = plots.acceptance_bars(acc).axes[0].patches
     heights = sorted(p.get_height() for p in bars if p.get_height() > 0)
     assert heights == pytest.approx(sorted(acc["acceptance"]))
-    assert plots.speedup_boxes(frame).axes[0].get_yscale() == "log"
+    box = plots.speedup_boxes(frame).axes[0]
+    assert box.get_yscale() == "linear" and box.get_ylim()[0] == 0
     assert plots.accepted_lengths(frame).axes[0].get_ylabel() == "accepted draft tokens per pass"
+
+
+def test_rejection_only_is_drawn_over_a_coinciding_oracle(curves):
+    same = curves.copy()
+    oracle = same.policy == "oracle"
+    rej = same.policy == "rejection-only"
+    same.loc[rej, ["mean_ms", "em"]] = same.loc[oracle, ["mean_ms", "em"]].to_numpy()
+    ax = plots.latency_vs_em(same, "warm", paper_point=False).axes[0]
+    by_label = {c.get_label(): c for c in ax.collections}
+    star, dot = by_label[plots.ORACLE_LABEL], by_label["rejection-only"]
+    assert list(star.get_offsets()[0]) == list(dot.get_offsets()[0])
+    assert dot.get_zorder() > star.get_zorder()
+    assert star.get_facecolor().size == 0 or star.get_facecolor()[0][3] == 0  # hollow
+    assert dot.get_sizes()[0] < star.get_sizes()[0]
+
+
+def test_speedup_boxes_never_plot_the_exploding_decode_ratio():
+    rows = speculative_rows()
+    rows[1]["llm"]["stage2"] = {"total_ms": 290.0, "prefill_ms": 290.0, "decode_ms": 0.0, "tokens": 12,
+                                "passes": 1, "drafted": 12, "accepted": 12}  # verified in the prefill pass
+    frame = method_frame(rows)
+    ax = plots.speedup_boxes(frame, "post_prefill_speedup").axes[0]
+    assert frame["post_prefill_speedup"].max() == 600 / 15  # floored at 5 % of the 300 ms prefill
+    assert ax.get_ylim()[1] < 100 and "1 line-runs end within the prefill noise" in ax.get_title()
+    ax = plots.speedup_boxes(frame, "decode_speedup").axes[0]
+    assert ax.get_ylim()[1] < 100 and "1 line-runs left out" in ax.get_title()
 
 
 def test_bars_and_save(tmp_path):
@@ -110,3 +138,41 @@ def test_save_is_byte_identical_for_the_same_figure(tmp_path):
     svg = first[1].read_text(encoding="utf-8")
     assert "<dc:date>" not in svg and 'id="' in svg
     assert b"Software" not in first[0].read_bytes()[:200]
+
+
+def _fronts():
+    import pandas as pd
+
+    rows = []
+    for theta, pts in ((0.3, [(1.0, 0.5), (3.0, 0.7)]), (0.5, [(1.0, 0.5), (3.0, 0.7)]),  # = single-model front
+                       (0.7, [(1.0, 0.5), (1.5, 0.65), (3.0, 0.7)]), (0.9, [(1.0, 0.5), (1.5, 0.65), (3.0, 0.7)])):
+        rows += [{"seed": 0, "theta": theta, "front": "cascade", "test_rel_cost": c, "test_pass@1": p} for c, p in pts]
+    rows += [{"seed": 0, "theta": "all", "front": "single", "test_rel_cost": c, "test_pass@1": p}
+             for c, p in ((1.0, 0.5), (3.0, 0.7))]
+    return pd.DataFrame(rows)
+
+
+def test_fronts_have_one_legend_entry_per_line_drawn():
+    from mccom_core.lab import ladder_plots
+
+    ax = ladder_plots.plot_fronts(_fronts(), split="test", seed=0, thetas=[0.3, 0.5, 0.7, 0.9, 0.1],
+                                  benchmark="toy").axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels) == len(ax.get_lines()) == 2  # θ 0.1 has no front; 0.3/0.5 equal the singles
+    assert labels == ["θ=0.7, 0.9", "single model (= cascade front, θ=0.3, 0.5)"]
+    assert ax.get_title() == "toy: plans chosen on validation, shown on test (seed 0)"
+    assert "(x, log scale)" in ax.get_xlabel() and "share of problems" in ax.get_ylabel()
+
+
+def test_zero_saving_bar_is_labelled():
+    import pandas as pd
+
+    from mccom_core.lab import ladder_plots
+
+    savings = pd.DataFrame({"seed": [0, 1, 2], "saving_at_best_single": [0.25, 0.0, 0.5]})
+    ax = ladder_plots.plot_savings(savings, benchmark="toy").axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [25.0, 0.0, 50.0]
+    texts = {t.get_text(): t for t in ax.texts}
+    assert set(texts) == {"25%", "0%", "50%"}
+    assert texts["0%"].xy[0] == pytest.approx(ax.patches[1].get_x() + ax.patches[1].get_width() / 2)

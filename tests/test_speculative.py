@@ -29,6 +29,31 @@ def test_method_frame_rows_and_speedups():
     pld = frame[(frame.task_id == "s0") & (frame.method == "pld")].iloc[0]
     assert math.isnan(pld.drafted) and pld.decode_speedup == pytest.approx(200.0 / 150.0)
     assert set(frame[frame.role == "llm"].task_id) == {"s1", "s2"}
+    s2 = frame[(frame.task_id == "s1") & (frame.method == "stage2")].iloc[0]
+    assert s2.post_prefill_ms == 200.0 and s2.post_prefill_speedup == 600.0 / 200.0  # (900 - 300) / (500 - 300)
+    assert not frame["post_prefill_floored"].any()
+
+
+def _verified_in_prefill():
+    """Task s1's stage 2 verifies the whole draft in its prefill pass: 0 ms of decode."""
+    rows = speculative_rows()
+    rows[1]["llm"]["stage2"] = {"total_ms": 340.0, "prefill_ms": 340.0, "decode_ms": 0.0, "tokens": 12,
+                                "passes": 1, "drafted": 12, "accepted": 12}
+    return rows
+
+
+def test_draft_verified_in_the_prefill_pass_gives_no_exploding_ratio():
+    frame = method_frame(_verified_in_prefill())
+    s2 = frame[(frame.task_id == "s1") & (frame.method == "stage2")].iloc[0]
+    assert math.isnan(s2.decode_speedup)  # no decode: no decode-only ratio, not 600 / 1e-6
+    assert s2.post_prefill_ms == 40.0  # 340 ms total after the prompt's 300 ms prefill
+    assert s2.post_prefill_speedup == 600.0 / 40.0 and not s2.post_prefill_floored
+    # Faster than the prefill noise (5 % of 300 ms = 15 ms): the ratio stops at that floor.
+    rows = _verified_in_prefill()
+    rows[1]["llm"]["stage2"]["total_ms"] = rows[1]["llm"]["stage2"]["prefill_ms"] = 290.0  # prefill noise
+    s2 = method_frame(rows).set_index(["task_id", "method"]).loc[("s1", "stage2")]
+    assert s2.post_prefill_floored and s2.post_prefill_speedup == 600.0 / 15.0
+    assert s2.total_speedup == 900.0 / 290.0
 
 
 def test_acceptance_matches_the_benchmark_formula():
@@ -46,6 +71,13 @@ def test_acceptance_matches_the_benchmark_formula():
 def test_speedups_summary():
     sp = speedups(method_frame(speculative_rows())).set_index(["role", "method"])
     assert sp.loc[("llm", "stage2"), "decode_speedup"] == pytest.approx(600 / 200)
+    assert sp.loc[("llm", "stage2"), "post_prefill_speedup"] == 600 / 200
+    assert sp.loc[("llm", "stage2_context"), "post_prefill_speedup"] == 600 / 180
+    assert sp.loc[("slm", "stage1"), "post_prefill_speedup"] == pytest.approx(201 / 101)  # median of 200/100, 201/101, 202/102
+    sp = speedups(method_frame(_verified_in_prefill())).set_index(["role", "method"])
+    s2 = sp.loc[("llm", "stage2")]
+    assert (s2.n_no_decode, s2.n_floored, s2.decode_speedup) == (1, 0, 600 / 200)  # only s2 has a decode
+    assert s2.post_prefill_speedup == (600 / 40 + 600 / 200) / 2
     assert sp.loc[("llm", "assisted"), "total_speedup"] == pytest.approx(900 / 700)
     assert sp.loc[("slm", "plain"), "n"] == 3 and sp.loc[("slm", "plain"), "identical"] == 1.0
 

@@ -33,37 +33,76 @@ def plot_pass_at_1(pass1: pd.DataFrame, ax=None):
     return fig
 
 
-def plot_fronts(fronts: pd.DataFrame, split: str = "test", seed: int | None = None, thetas=None, ax=None):
+def _distinct_series(f: pd.DataFrame, groups, split: str) -> list[tuple[list, pd.DataFrame]]:
+    """The theta fronts as distinct point sets: [(thetas, points)], empty fronts dropped.
+
+    Fronts with the same points (on a small ladder every theta often keeps only the
+    single-model plans) become one series, so the legend has one entry per line drawn.
+    """
+    out: dict[tuple, tuple[list, pd.DataFrame]] = {}
+    for theta in groups:
+        g = f[(f["theta"] == theta) & (f["front"] == "cascade")].sort_values(f"{split}_rel_cost")
+        if g.empty:
+            continue
+        key = tuple(zip(g[f"{split}_rel_cost"].round(12), g[f"{split}_pass@1"].round(12)))
+        out.setdefault(key, ([], g))[0].append(theta)
+    return list(out.values())
+
+
+def _thetas(thetas: list) -> str:
+    return "θ=" + ", ".join(f"{t:g}" if isinstance(t, float) else str(t) for t in thetas)
+
+
+def plot_fronts(fronts: pd.DataFrame, split: str = "test", seed: int | None = None, thetas=None,
+                benchmark: str | None = None, ax=None):
     """Pareto fronts (validation-chosen plans) in relative cost vs pass@1, one line per theta.
 
     ``split`` is ``"val"`` or ``"test"``; ``seed`` picks one seed (default: the first);
-    ``thetas`` the theta groups to draw (default: every grid value present, plus single models).
+    ``thetas`` the theta groups to draw (default: every grid value present, plus single models);
+    ``benchmark`` names the problems and ladder in the title. Thetas whose fronts have the same
+    points share one line and one legend entry (the single-model front's, when they match it).
     """
     fig, ax = _axes(ax)
     seed = fronts["seed"].iloc[0] if seed is None else seed
     f = fronts[fronts["seed"] == seed]
     groups = [t for t in f["theta"].unique() if t != "all"] if thetas is None else list(thetas)
-    for theta in groups:
-        g = f[(f["theta"] == theta) & (f["front"] == "cascade")].sort_values(f"{split}_rel_cost")
-        ax.plot(g[f"{split}_rel_cost"], g[f"{split}_pass@1"], marker=".", label=f"θ={theta}")
     single = f[(f["theta"] == "all") & (f["front"] == "single")].sort_values(f"{split}_rel_cost")
-    ax.plot(single[f"{split}_rel_cost"], single[f"{split}_pass@1"], "k--", marker="s", label="single model")
+    single_key = tuple(zip(single[f"{split}_rel_cost"].round(12), single[f"{split}_pass@1"].round(12)))
+    single_label = "single model"
+    for ts, g in _distinct_series(f, groups, split):
+        if tuple(zip(g[f"{split}_rel_cost"].round(12), g[f"{split}_pass@1"].round(12))) == single_key:
+            single_label += f" (= cascade front, {_thetas(ts)})"
+            continue
+        ax.plot(g[f"{split}_rel_cost"], g[f"{split}_pass@1"], marker=".", label=_thetas(ts))
+    if not single.empty:
+        ax.plot(single[f"{split}_rel_cost"], single[f"{split}_pass@1"], "k--", marker="s", label=single_label)
     ax.set_xscale("log")
-    ax.set_xlabel("cost relative to the cheapest single-model plan")
-    ax.set_ylabel("pass@1")
-    ax.set_title(f"Plans chosen on validation, shown on {split} (seed {seed})")
+    ax.set_xlabel(f"{split} cost per problem, relative to the cheapest single-model plan (x, log scale)")
+    ax.set_ylabel(f"pass@1 on the {split} split (share of problems)")
+    name = {"val": "validation", "test": "test"}.get(split, split)
+    ax.set_title(f"{benchmark + ': ' if benchmark else ''}plans chosen on validation, shown on {name} "
+                 f"(seed {seed})", fontsize=10)
     ax.legend(fontsize="small")
     return fig
 
 
-def plot_savings(savings: pd.DataFrame, paper: dict | None = None, ax=None):
-    """Per-seed cost saving at the best single model, with the paper's range shaded."""
+def plot_savings(savings: pd.DataFrame, paper: dict | None = None, benchmark: str | None = None, ax=None):
+    """Per-seed cost saving at the best single model, with the paper's range shaded.
+
+    Every bar carries its value as text, so a seed with no saving (a zero-height bar) still
+    shows "0%" at its position.
+    """
     fig, ax = _axes(ax)
-    ax.bar(savings["seed"].astype(str), savings["saving_at_best_single"] * 100, label="measured")
+    values = savings["saving_at_best_single"] * 100
+    bars = ax.bar(savings["seed"].astype(str), values, label="measured")
+    ax.bar_label(bars, labels=[f"{v:.0f}%" for v in values], fontsize=8, padding=2)
     if paper:
         lo, hi = paper["wizardcoder_saving"]
         ax.axhspan(lo * 100, hi * 100, alpha=0.2, color="green", label="paper, WizardCoder-Python")
-    ax.set_xlabel("seed")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.margins(y=0.12)  # room for the value labels above the tallest bar
+    ax.set_xlabel("seed of the validation/test split")
     ax.set_ylabel("cost saving at ≥ best single-model pass@1 (%)")
+    ax.set_title(f"{benchmark + ': ' if benchmark else ''}test-split saving per seed", fontsize=10)
     ax.legend()
     return fig

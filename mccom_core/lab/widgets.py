@@ -129,7 +129,7 @@ class ThresholdExplorer:
         latency_vs_em(curves, self.accounting, threshold=t, ax=left)
         llm_share_vs_threshold(curves, self.accounting, threshold=t, ax=right)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight", dpi=80)
+        fig.savefig(buf, format="png", bbox_inches="tight", dpi=120)
         plt.close(fig)
         return buf.getvalue()
 
