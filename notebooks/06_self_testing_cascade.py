@@ -27,7 +27,7 @@
 # searches plans and draws the fronts.
 
 # %% tags=["parameters"]
-data_dir = ""  # the authors' recordings; "" = code_cascading_wizardcoder in MCCOM_SHARED_DATA or ../shared/data
+data_dir = ""  # WizardCoder recordings of Chen et al.; empty: code_cascading_wizardcoder in MCCOM_SHARED_DATA or ../shared/data
 results_dir = "build/notebooks/results/06_self_testing_cascade"  # tables (relative to the project root, or absolute)
 figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 problems = 0  # first N problems only (0 means all 164)
