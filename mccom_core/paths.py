@@ -20,6 +20,16 @@ DEFAULT_TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"  # the default 
 BUILD_DIR = PROJECT_ROOT / "build"  # outputs of runs (git-ignored): executed notebooks, tables, figures
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` as recorded in results: relative to the project root when it lies inside the project
+    (so committed results name no machine's checkout), else as given. :func:`project_path` inverts it."""
+    p = Path(path).expanduser().resolve()
+    try:
+        return p.relative_to(PROJECT_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def project_path(path: str | os.PathLike) -> Path:
     """``path`` as an absolute path: kept when absolute, else resolved against the project root.
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from mccom_core.paths import PROJECT_ROOT, project_path
+from mccom_core.paths import PROJECT_ROOT, portable_path, project_path
 
 # Absolute paths that only exist on the machine where a file was written (a user's home, this
 # workplace's checkout). /tmp in a documented example command is not one of them.
@@ -25,20 +25,39 @@ def test_no_machine_paths_in_code_notebooks_and_docs():
     files = _tracked("notebooks", "mccom_core", "README.md", "data/*.md", "data/benchmarks/*.json", "tests",
                      "pyproject.toml", "environment.yml")
     assert len(files) > 50
-    found = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}" for f in files if f.name != "test_portability.py"
+    found = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}" for f in files
              for m in MACHINE_PATH.finditer(f.read_text(encoding="utf-8"))]
     assert found == []
 
 
+def test_no_machine_paths_in_committed_results():
+    """Recorded results travel with the clone: they name paths relative to the project."""
+    import pandas as pd
+
+    files = _tracked("benchmarks/results")
+    assert any(f.suffix == ".json" for f in files)
+    found = [f"{f.relative_to(PROJECT_ROOT)}: {m.group(0)}" for f in files if f.suffix == ".json"
+             for m in MACHINE_PATH.finditer(f.read_text(encoding="utf-8"))]
+    for path in sorted((PROJECT_ROOT / "benchmarks" / "results").rglob("outcomes.parquet")):
+        attrs = str(pd.read_parquet(path).attrs)
+        found += [f"{path.relative_to(PROJECT_ROOT)} attrs: {m.group(0)}" for m in MACHINE_PATH.finditer(attrs)]
+    assert found == []
+
+
 def test_machine_path_pattern():
-    assert MACHINE_PATH.findall('x = "/work/main/build"  # and /home/ann/data, not /tmp/x or a/work/b') == [
-        "/work/main", "/home/ann"]
+    # Built from parts, so this file holds no machine path itself.
+    checkout, home = "/" + "/".join(("work", "repo")), "/" + "/".join(("home", "ann"))
+    assert MACHINE_PATH.findall(f'x = "{checkout}/build"  # and {home}/data, not /tmp/x or a/work/b') == [
+        checkout, home]
 
 
 def test_project_path_resolves_against_the_project_root(tmp_path):
     assert project_path("build/x") == PROJECT_ROOT / "build" / "x"
     assert project_path(tmp_path) == tmp_path
     assert project_path("~/x").is_absolute()
+    assert portable_path(PROJECT_ROOT / "benchmarks" / "x") == "benchmarks/x"
+    assert portable_path(tmp_path) == str(tmp_path)
+    assert project_path(portable_path(PROJECT_ROOT / "a" / "b")) == PROJECT_ROOT / "a" / "b"
 
 
 def _git(*args, cwd=PROJECT_ROOT) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from mccom_core.errors import MccomError
+from mccom_core.paths import portable_path
 
 WIZARDCODER_MODELS = ("7B", "13B", "34B")
 COLUMNS = ["model", "run", "number", "sample", "answer", "answer_tokens", "tests",
@@ -138,7 +139,7 @@ def read_replay_dir(data_dir: str | Path, models=WIZARDCODER_MODELS, runs: int =
     frame = pd.DataFrame(list(rows.values()), columns=COLUMNS)
     frame = frame[frame["number"].isin(list(problems))]
     frame = _complete(frame)
-    meta = {"source": "replay", "data_dir": str(data_dir), "models": list(models), "runs": runs,
+    meta = {"source": "replay", "data_dir": portable_path(data_dir), "models": list(models), "runs": runs,
             "samples": samples}
     return Generations(problems, frame, tuple(models), meta, skipped)
 
