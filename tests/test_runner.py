@@ -167,3 +167,20 @@ def test_models_are_warmed_up_once_before_the_first_timed_branch(bench, pair, tm
     run_benchmark(path, tmp_path / "r.jsonl", TINY, slm=pair[0], llm=pair[1], progress=False)
     assert events[:2] == [("warm", "tiny-slm"), ("warm", "tiny-llm")]
     assert [e for e in events[2:] if e[0] == "warm"] == [] and len(events) == 2 + 3 * len(tasks)
+
+
+def test_seed_rows_count_as_done_and_are_never_written(bench, pair, tmp_path):
+    """Rows in a seed file (e.g. the committed rows) are not rerun; only the missing tasks run,
+    appended to ``out``; the seed file is left byte for byte as it was."""
+    (path, _), (slm, llm) = bench, pair
+    seed = tmp_path / "committed.jsonl"
+    run_benchmark(path, seed, TINY, slm=slm, llm=llm, progress=False, limit=1, kind="stmt")
+    before = seed.read_bytes()
+    out = tmp_path / "build" / "new.jsonl"
+    report = run_benchmark(path, out, TINY, slm=slm, llm=llm, progress=False, limit=1, kind="stmt", seed=[seed])
+    assert report.rows_written == 0 and not out.exists()
+    report = run_benchmark(path, out, TINY, slm=slm, llm=llm, progress=False, limit=2, kind="stmt", seed=[seed])
+    assert report.rows_existing == len(TINY.branches) and report.rows_written == len(TINY.branches)
+    assert seed.read_bytes() == before
+    assert set(keys(out)).isdisjoint(keys(seed))
+    assert len({k[0] for k in keys(out) + keys(seed)}) == 2  # two stmt tasks in all, each run once

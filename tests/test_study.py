@@ -133,3 +133,27 @@ def test_paired_difference_exact():
         paired_difference(rows, "llm_rejected", "llm")
     sub = paired_difference(rows, "llm_rejected", "llm_rejected_repocoder", tasks={"t0", "t4", "t9"}, n_boot=50)
     assert (sub["n"], sub["diff"], sub["wins"], sub["losses"]) == (2, 0.0, 1, 1)
+
+
+def test_rows_computed_beside_committed_rows_go_to_build(tmp_path, monkeypatch):
+    """A results file of the project outside build/ is read only; its mirror under build/rows/
+    takes new rows, and both are read back (no duplicates); other files are resumed in place."""
+    from mccom_core.lab import study
+
+    root = tmp_path / "project"
+    monkeypatch.setattr(study, "PROJECT_ROOT", root)
+    monkeypatch.setattr(study, "BUILD_DIR", root / "build")
+    committed = root / "benchmarks" / "results" / "rows.jsonl"
+    assert study.new_rows_path(committed) == (root / "build" / "rows" / "benchmarks" / "results" / "rows.jsonl").resolve()
+    assert study.new_rows_path(root / "build" / "x.jsonl") == (root / "build" / "x.jsonl").resolve()
+    assert study.new_rows_path(tmp_path / "elsewhere.jsonl") == (tmp_path / "elsewhere.jsonl").resolve()
+
+    rows = cascade_rows()
+    first = {r["task_id"] for r in rows[: len(rows) // 2]}
+    write_jsonl([r for r in rows if r["task_id"] in first], committed)
+    # the mirror repeats one committed row (a rerun) and adds the rest
+    repeated = next(r for r in rows if r["task_id"] in first)
+    write_jsonl([repeated] + [r for r in rows if r["task_id"] not in first], study.new_rows_path(committed))
+    got = cascade_results(committed, slm="toy-slm", llm="toy-llm", per_kind=10, compute=False)
+    assert len(got) == len(rows)
+    assert sorted(zip(got["task_id"], got["branch"])) == sorted((r["task_id"], r["branch"]) for r in rows)

@@ -100,6 +100,7 @@ def run_benchmark(
     tasks, out, config: CascadeConfig = CascadeConfig(), *, limit: int | None = None,
     kind: str | None = None, device: str = "auto", slm=None, llm=None, progress: bool = True,
     snapshot: Callable[[str, str], Path] = materialize, index_loader: Callable = load_index,
+    seed: Sequence[str | os.PathLike] = (),
 ) -> RunReport:
     """Run every selected task through the branches of ``config``, appending rows to ``out``.
 
@@ -119,6 +120,9 @@ def run_benchmark(
         equal ``config.slm`` / ``config.llm``. Loaded with ``load_model`` when omitted.
     snapshot, index_loader:
         How a task's repository becomes a directory and a retrieval index.
+    seed:
+        Results files that are read, never written (e.g. committed rows): their rows of this
+        config count as done, so only what none of them holds is run and appended to ``out``.
     """
     start = time.perf_counter()
     out, chash = Path(out), config_hash(config)
@@ -130,6 +134,10 @@ def run_benchmark(
     selected = select_tasks(tasks, kind, limit)
     dropped = repair(out)
     done = _stored_rows(out, chash)
+    for path in (Path(p) for p in seed if Path(p).is_file()):
+        for task_id, branches in _stored_rows(path, chash).items():
+            for branch, row in branches.items():
+                done[task_id].setdefault(branch, row)
     existing = sum(len(v) for v in done.values())
     todo = [t for t in selected if not set(config.branches) <= set(done.get(t.task_id, {}))]
 

@@ -1,6 +1,7 @@
 """What the notebooks compute from the cascade's branch rows, beyond the policies.
 
-* :func:`cascade_results`: run the missing branches of a config (resumable) or only read the
+* :func:`cascade_results`: run the missing branches of a config (resumable; committed rows are
+  read, new rows go to build/rows/) or only read the
   stored rows, and return them as the long results frame every analysis reads;
 * :func:`observations`: the MCCom paper's four motivating observations beside ours;
 * :func:`retrieval_ablation`: EM/ES of each branch by retrieval setting (none, round 1,
@@ -24,7 +25,7 @@ import pandas as pd
 
 from mccom_core.errors import MccomError
 from mccom_core.papers import MCCOM_OBSERVATIONS
-from mccom_core.paths import DEFAULT_TASKS
+from mccom_core.paths import BUILD_DIR, DEFAULT_TASKS, PROJECT_ROOT
 
 
 # Retrieval settings of the ablation: setting -> (SLM branch, LLM branch).
@@ -45,26 +46,50 @@ def cascade_results(rows_path, *, slm: str, llm: str, per_kind: int, branches: S
     yet stored for up to ``per_kind`` tasks per kind; without it, the stored rows are only read.
     Either way only the rows of this config (its :func:`~mccom_core.cascade.engine.config_hash`)
     are returned: a file may hold runs of several configs, and their rows must not mix.
+
+    A file of the project outside ``build/`` (the committed rows) is only read: rows computed
+    beside it go to its mirror under ``build/rows/`` (:func:`new_rows_path`), so a notebook run
+    never modifies a tracked file. Any other file is resumed in place.
     """
     from mccom_core.cascade.engine import CORE_BRANCHES, CascadeConfig, config_hash
     from mccom_core.cascade.runner import read_results, run_benchmark
 
     rows_path = Path(rows_path)
     config = CascadeConfig(slm=slm, llm=llm, branches=tuple(branches or CORE_BRANCHES))
+    written = new_rows_path(rows_path)
+    sources = [rows_path] + ([written] if written != rows_path else [])
     if compute:
-        run_benchmark(tasks, rows_path, config, limit=per_kind, device=device, progress=progress)
-    elif not rows_path.is_file():
+        run_benchmark(tasks, written, config, limit=per_kind, device=device, progress=progress,
+                      seed=[p for p in sources if p != written])
+    elif not any(p.is_file() for p in sources):
         raise MccomError(f"no cascade rows at {rows_path}: run with compute=True or pass an existing file")
-    rows = read_results(rows_path, config_hash(config))
+    chash = config_hash(config)
+    frames = [read_results(p, chash) for p in sources if p.is_file()]
+    rows = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame()], ignore_index=True)
+    if not rows.empty:
+        rows = rows.drop_duplicates(["task_id", "branch"]).reset_index(drop=True)
     if rows.empty and not compute:
-        stored = read_results(rows_path)
+        stored = pd.concat([read_results(p) for p in sources if p.is_file()], ignore_index=True)
         held = (sorted(stored.groupby("config_hash")[["slm_spec", "llm_spec"]].first().itertuples(name=None))
                 if {"config_hash", "slm_spec", "llm_spec"} <= set(stored.columns) else [])
         raise MccomError(
             f"{rows_path} holds no rows of the config slm={slm!r}, llm={llm!r} (config_hash "
-            f"{config_hash(config)}); it holds (config_hash, slm, llm) {held}: run with compute=True, "
+            f"{chash}); it holds (config_hash, slm, llm) {held}: run with compute=True, "
             f"or point cascade_rows at a file with rows of this config")
     return rows
+
+
+def new_rows_path(rows_path) -> Path:
+    """Where :func:`cascade_results` appends the rows it computes for ``rows_path``.
+
+    The file itself, unless it lies in the project outside ``build/`` (committed results, read
+    only): then ``build/rows/<path relative to the project>``.
+    """
+    rows_path = Path(rows_path).resolve()
+    root, build = PROJECT_ROOT.resolve(), BUILD_DIR.resolve()
+    if rows_path.is_relative_to(root) and not rows_path.is_relative_to(build):
+        return build / "rows" / rows_path.relative_to(root)
+    return rows_path
 
 
 def complete_tasks(results, branches: Sequence[str]) -> pd.DataFrame:
