@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -36,9 +37,9 @@ figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project ro
 # %%
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from mccom_core.lab import plots
+from mccom_core.lab import findings, plots
 from mccom_core.paths import project_path
 from mccom_core.lab.quickstart import QuickstartConfig, default_file, run_quickstart
 from mccom_core.lab.study import quickstart_trace
@@ -90,3 +91,11 @@ summary = frame.groupby("model", sort=False).agg(
     drafted=("drafted", "sum"), accepted=("accepted", "sum"), load_s=("load_s", "first")).reset_index()
 summary.to_csv(results / "summary.csv", index=False)
 summary
+
+# %% [markdown]
+# ## What we found
+# Computed from this run's tables (`mccom_core.lab.findings`): rerun with other models,
+# parameters or rows and these sentences change with the numbers.
+
+# %%
+display(Markdown(findings.quickstart(frame, trace, threshold)))

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -41,9 +42,9 @@ figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project ro
 # %%
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from mccom_core.lab import plots
+from mccom_core.lab import findings, plots
 from mccom_core.paths import project_path
 from mccom_core.cascade.engine import CORE_BRANCHES, branch_stats
 from mccom_core.lab.study import cascade_results, observations
@@ -80,3 +81,11 @@ plots.save(fig, figures_dir, "02_observations")
 stats = branch_stats(rows)
 stats.to_csv(results / "branches.csv", index=False)
 stats.round(3)
+
+# %% [markdown]
+# ## What we found
+# Computed from this run's tables (`mccom_core.lab.findings`): rerun with other models,
+# parameters or rows and these sentences change with the numbers.
+
+# %%
+display(Markdown(findings.observations(obs)))

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -43,9 +44,9 @@ figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project ro
 # %%
 from pathlib import Path
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from mccom_core.lab import plots
+from mccom_core.lab import findings, plots
 from mccom_core.paths import project_path
 from mccom_core.cascade.policies import DEFAULT_THRESHOLDS, paper_comparison, summary, sweep
 from mccom_core.lab.study import cascade_results
@@ -104,4 +105,12 @@ compare
 explorer = ThresholdExplorer(rows, sweep, accounting=accounting, threshold=threshold,
                              network_ms=network_ms, reaction_ms=reaction_ms, rule=rule)
 explorer.summary_frame.to_csv(results / "explorer_initial.csv", index=False)
-display(explorer.widget)
+display(explorer)  # the live controls, and a static snapshot for readers without a kernel
+
+# %% [markdown]
+# ## What we found
+# Computed from this run's tables (`mccom_core.lab.findings`): rerun with other models,
+# parameters or rows and these sentences change with the numbers.
+
+# %%
+display(Markdown(findings.cascade(table, accounting)))

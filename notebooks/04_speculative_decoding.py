@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -35,9 +36,9 @@ figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project ro
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from mccom_core.lab import plots
+from mccom_core.lab import findings, plots
 from mccom_core.paths import project_path
 from mccom_core.lab.speculative import acceptance, method_frame, read_rows, speedups
 
@@ -139,3 +140,11 @@ key = pd.DataFrame([
       "measured": row.acceptance, "unit": "share"} for row in acc.itertuples()])
 key.to_csv(results / "key_numbers.csv", index=False)
 key
+
+# %% [markdown]
+# ## What we found
+# Computed from this run's tables (`mccom_core.lab.findings`): rerun with other models,
+# parameters or rows and these sentences change with the numbers.
+
+# %%
+display(Markdown(findings.speculative(sp, acc)))

@@ -130,6 +130,7 @@ def _expected():
     from mccom_core.cascade.engine import CascadeConfig
     from mccom_core.cascade.runner import run_benchmark
     from mccom_core.cascade.tasks import BenchmarkConfig
+    from mccom_core.lab.jupyterlab import LabConfig
     from mccom_core.lab.reproduce import reproduce
     from mccom_core.ladder.live import LiveConfig
     from mccom_core.ladder.plans import run_plans
@@ -141,6 +142,7 @@ def _expected():
 
     decode, prompt, cascade, bench = DecodeConfig(), PromptConfig(), CascadeConfig(), BenchmarkConfig()
     quick, retrieval, replay, live = QuickstartConfig(), RetrievalConfig(), ReplayConfig(), LiveConfig()
+    lab = LabConfig()
     index = {"repo": "r", "backend": retrieval.backend, "extensions": retrieval.extensions,
              "window_lines": retrieval.window_lines, "stride": retrieval.stride, "no_cache": False}
     return {
@@ -179,6 +181,8 @@ def _expected():
             "runs": live.runs, "seed": live.seed, "max_new_tokens": live.max_new_tokens,
             "batch_size": live.batch_size, "chunk": live.chunk, "device": live.device, "threads": live.threads,
             "out": "o"}),
+        ("lab",): ([], {
+            "root": lab.root, "port": lab.port, "ip": lab.ip, "no_browser": False, "setup_only": False, "extra": []}),
         ("reproduce",): ([], {
             "profile": _param(reproduce, "profile"), "out": None, "notebooks": None, "slm": None, "llm": None,
             "device": None, "param": [], "no_progress": False}),

@@ -79,3 +79,32 @@ def test_with_the_cascade_sweep_on_branch_rows():
     assert ex.summary.value == render_summary(expected)
     assert set(ex.summary_frame["policy"]) == {"always-slm", "always-llm", "confidence-only", "rejection-only",
                                                 "mccom", "oracle"}
+
+
+def test_static_snapshot_for_readers_without_a_kernel():
+    """Displaying the explorer publishes the widget and a static snapshot (summary + PNG) that
+    a CSS rule hides only where the live explorer rendered."""
+    import base64
+    import re
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    fake = FakeSweep()
+    ex = ThresholdExplorer(RESULTS, fake, threshold=0.6, grid=(0.0, 0.5, 1.0))
+    snapshot = ex.static_html()
+    assert render_summary(ex.summary_frame) in snapshot and "confidence threshold 0.60" in snapshot
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', snapshot).group(1))
+    assert png == ex.figure.value and png.startswith(b"\x89PNG")
+    assert ".jp-OutputArea:has(.mccom-explorer) .mccom-static" in snapshot
+    assert "mccom-explorer" in ex.widget._dom_classes
+
+    shell = InteractiveShell.instance()
+    published = []
+    shell.display_pub.publish = lambda data, **kw: published.append(data)
+    try:
+        ex._ipython_display_()
+    finally:
+        InteractiveShell.clear_instance()
+    assert "application/vnd.jupyter.widget-view+json" in published[0]
+    assert published[1]["text/html"] == snapshot
+    assert "<img" not in ThresholdExplorer(RESULTS, fake, plots=False).static_html()  # no figure drawn, none shown

@@ -62,4 +62,16 @@ def run(args) -> int:
         where = "" if r.ok else f"  cell {r.failed_cell}: {r.error.splitlines()[0] if r.error else ''}"
         print(f"{'ok    ' if r.ok else 'FAILED'} {r.name:<32} {r.seconds:7.1f} s{where}")
     print(f"report: {rep.report}  ({rep.seconds:.0f} s)")
+    _notebook_viewer()
     return 0 if rep.ok else 1
+
+
+def _notebook_viewer() -> None:
+    """After a reproduce run users open the notebooks: make JupyterLab open them as notebooks."""
+    from mccom_core.errors import MccomError
+    from mccom_core.lab.jupyterlab import ensure_notebook_viewer
+
+    try:
+        print(f"JupyterLab (`jupyter lab` or `mccom lab`) opens the notebooks as notebooks: {ensure_notebook_viewer()}")
+    except MccomError as exc:
+        print(f"note: {exc}")

@@ -9,6 +9,12 @@ The explorer never runs a model. Every control change calls ``sweep`` (by defaul
   ``sweep(results, thresholds, **params)`` over the whole grid, cached per
   (rule, network, reaction) so moving the threshold slider only re-marks the point.
 
+Without a live kernel (an exported HTML page, a saved notebook opened later) widgets cannot
+render, so the explorer is displayed together with a static snapshot of its initial state
+(:meth:`ThresholdExplorer.static_html`: the summary table and the figure as an embedded PNG).
+A CSS rule hides the snapshot wherever the live controls did render, so a running notebook
+shows the figure once.
+
 ``params`` are ``user`` (the acceptance rule), ``network_ms``, ``reaction_ms`` and
 ``accountings``. Any function with the signature ``sweep(results, thresholds, **params) ->
 DataFrame`` can be injected (tests use a hand-made one).
@@ -28,6 +34,10 @@ RULES = ("exact", "prefix", "edit-similarity")  # mccom_core.cascade.policies.US
 
 
 _STYLE = "<style>.mccom-summary td, .mccom-summary th {padding: 2px 10px; text-align: right}</style>"
+# The snapshot is hidden in an output area whose live explorer rendered (its VBox carries the
+# class "mccom-explorer"); where widgets cannot render (no kernel, exported HTML) it shows.
+_STATIC_STYLE = ("<style>.jp-OutputArea:has(.mccom-explorer) .mccom-static, "
+                 ".output:has(.mccom-explorer) .mccom-static {display: none}</style>")
 
 
 def render_summary(frame: pd.DataFrame) -> str:
@@ -88,6 +98,7 @@ class ThresholdExplorer:
         for control in (self.threshold, self.network, self.reaction, self.rule):
             control.observe(self._on_change, names="value")
         self.widget = w.VBox([self.threshold, self.network, self.reaction, self.rule, self.summary, self.figure])
+        self.widget.add_class("mccom-explorer")
         self.update()
 
     # ----------------------------------------------------------------------------- state
@@ -133,10 +144,27 @@ class ThresholdExplorer:
         plt.close(fig)
         return buf.getvalue()
 
+    def static_html(self) -> str:
+        """The explorer's current state without widgets: controls as text, summary, figure (PNG)."""
+        import base64
+        import html
+
+        p = self.params()
+        controls = (f"confidence threshold {float(self.threshold.value):.2f}, network round trip "
+                    f"{p['network_ms']:.0f} ms, user reaction {p['reaction_ms']:.0f} ms, acceptance rule "
+                    f"{p['user']}, {self.accounting} latency")
+        png = self.figure.value if self.plots and self.figure.value else (self._png() if self.plots else b"")
+        img = (f'<img alt="latency vs exact match and LLM-call share vs threshold" '
+               f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>' if png else "")
+        return (f'{_STATIC_STYLE}<div class="mccom-static"><p><b>Static snapshot</b> (no live kernel: run the '
+                f'notebook to move the controls): {html.escape(controls)}.</p>'
+                f'{render_summary(self.summary_frame)}{img}</div>')
+
     def _ipython_display_(self):  # shows the controls when the explorer is a cell's last value
-        from IPython.display import display
+        from IPython.display import HTML, display
 
         display(self.widget)
+        display(HTML(self.static_html()))
 
 
 def threshold_explorer(results, sweep: Callable | None = None, **kwargs) -> ThresholdExplorer:
