@@ -171,11 +171,11 @@ def _expected():
         ("ladder", "replay"): (["--out", "o"], {
             "data": None, "models": None, "runs": _param(run_replay, "runs"),
             "samples": _param(run_replay, "samples"), "problems": None, "timeout": replay.sandbox.timeout_s,
-            "k_grid": replay.k_grid, "out": "o"}),
+            "k_grid": replay.k_grid, "fallback": replay.fallback, "cache": None, "out": "o"}),
         ("ladder", "plans"): (["--outcomes", "x.parquet", "--out", "o"], {
-            "outcomes": "x.parquet", "throughput": None, "cost_json": None, "models": None,
-            "seeds": _param(run_plans, "seeds"), "thetas": _param(run_plans, "thetas"),
-            "rule": _param(run_plans, "rule"), "val_frac": _param(run_plans, "val_frac"), "out": "o"}),
+            "outcomes": "x.parquet", "config": _param(run_plans, "config"), "prices": None, "throughput": None,
+            "cost_json": None, "models": None, "seeds": None, "thetas": None, "rule": None, "val_frac": None,
+            "out": "o"}),
         ("ladder", "live"): (["--out", "o"], {
             "benchmark": live.benchmark, "models": live.models, "problems": live.problems, "k": live.k,
             "runs": live.runs, "seed": live.seed, "max_new_tokens": live.max_new_tokens,

@@ -10,8 +10,8 @@ import pytest
 
 from mccom_core.errors import MccomError
 from mccom_core.ladder.replay import (ReplayConfig, accept_authors_code, accept_readme, per_model_pass_at_1,
-                               replay, select_best, select_test_lines, theta_milli)
-from mccom_core.ladder.data import read_replay_dir
+                                     replay, rung_outcomes, select_best, select_test_lines, theta_milli)
+from mccom_core.ladder.data import Generations, Problem, read_replay_dir
 from mccom_core.ladder.sandbox import SandboxConfig
 
 
@@ -48,6 +48,17 @@ def test_authors_code_rule_uses_the_best_pair_product():
     np.testing.assert_array_equal(accept_authors_code([0, 0], [10, 10], [5, 4], 0.5), [True, False])
 
 
+def test_authors_code_rule_multiplies_in_floats_as_their_script():
+    # check_combinations.py: confidence >= total_product * threshold, Python floats; on every
+    # total the recordings can produce (at most 10 answers x 40 lines) and the 0.1 theta grid
+    # that equals exact integer arithmetic
+    for theta in [i / 10 for i in range(11)]:
+        for total in range(0, 401, 7):
+            for best in (0, total // 3, (total * int(theta * 10)) // 10, total):
+                exact = best * 10 >= total * round(theta * 10)
+                assert bool(accept_authors_code(0, total, best, theta)) is exact, (theta, total, best)
+
+
 def test_theta_outside_unit_interval_is_refused():
     with pytest.raises(MccomError, match="theta"):
         theta_milli(1.5)
@@ -60,8 +71,43 @@ def test_select_best_dual_agreement():
     # row sums 1,2,2; column sums 2,2,1; products of passing pairs:
     # (0,0)=2 (1,0)=4 (1,1)=4 (2,1)=4 (2,2)=2 -> first maximum is row 1
     assert select_best(m) == (1, 4)
-    assert select_best(np.zeros((3, 2), dtype=bool)) == (0, 0)
+    assert select_best(m, "first") == (1, 4)  # the fallback matters only when no pair passes
+
+
+def test_select_best_falls_back_to_the_last_solution_as_the_authors():
+    assert select_best(np.zeros((3, 2), dtype=bool)) == (2, 0)  # find_max_product's -1 index
+    assert select_best(np.zeros((3, 2), dtype=bool), "first") == (0, 0)
     assert select_best(np.zeros((1, 0), dtype=bool)) == (0, 0)
+    assert select_best(np.zeros((0, 0), dtype=bool)) == (0, 0)
+    with pytest.raises(MccomError, match="unknown fallback"):
+        select_best(np.zeros((2, 2), dtype=bool), "random")
+
+
+def hand_made_rung():
+    """One problem, two sampled solutions (the first wrong, the second right), two test blocks whose
+    assert lines both solutions fail: no passing pair. Verdicts written by hand, nothing executed."""
+    problem = Problem(0, "Toy/0", "def f(x):\n", "f", "def check(candidate):\n    assert candidate(1) == 2\n")
+    frame = pd.DataFrame([("S", 0, 0, s, f"def f(x):\n    return x + {s}\n", 10, "assert f(1) == 9", 4, 4)
+                          for s in (0, 1)], columns=["model", "run", "number", "sample", "answer", "answer_tokens",
+                                                     "tests", "test_tokens_2", "test_tokens_4"])
+    verdicts = {("S", 0, 0): {"hidden": {0: False, 1: True}, "reasons": {0: "AssertionError", 1: "passed"},
+                              "pairs": {(0, "assert f(1) == 9"): False, (1, "assert f(1) == 9"): False}}}
+    return Generations({0: problem}, frame, ("S",)), verdicts
+
+
+@pytest.mark.parametrize("fallback,chosen,correct", [("last", 1, True), ("first", 0, False)])
+def test_rung_with_no_passing_pair_names_the_fallback_solution(fallback, chosen, correct):
+    gens, verdicts = hand_made_rung()
+    out = rung_outcomes(gens, verdicts, ReplayConfig(k_grid=(2,), l_grid=(2,), fallback=fallback))
+    row = out.iloc[0]
+    # one assert line in each of the two blocks: a 2 x 2 matrix with no passing pair
+    assert (row.k, row.l, row.passing, row.total, row.best_product) == (2, 2, 0, 4, 0)
+    assert (row.chosen, bool(row.correct)) == (chosen, correct)
+    assert row.tokens == 10 + 10 + 4 + 4
+    # the authors' rule adopts it only at theta = 0 (0 >= 4 * 0), the README rule never
+    assert bool(accept_authors_code(row.passing, row.total, row.best_product, 0.0)) is True
+    assert bool(accept_authors_code(row.passing, row.total, row.best_product, 0.1)) is False
+    assert bool(accept_readme(row.passing, row.total, row.best_product, 0.0)) is False
 
 
 # -- a two-model ladder written in the authors' layout ------------------------------------
@@ -190,14 +236,25 @@ def test_cli_replay_then_plans(tmp_path, monkeypatch):
     tests = {m: {-1: {0: [TESTS[0]], 1: [TESTS[1]]}, 0: {0: [TESTS[0]] * 2, 1: [TESTS[1]] * 2}} for m in "SL"}
     root = write_ladder(tmp_path / "d", answers, tests)
     out = tmp_path / "out"
+    cache = tmp_path / "elsewhere" / "verdicts.sqlite"
     assert main(["ladder", "replay", "--data", str(root), "--models", "S", "L", "--runs", "1",
-                 "--samples", "2", "--out", str(out)]) == 0
+                 "--samples", "2", "--cache", str(cache), "--out", str(out)]) == 0
+    assert cache.is_file() and not (tmp_path / "cache").exists()  # the flag, not the environment
     assert pd.read_csv(out / "pass_at_1.csv")["greedy_pass@1"].tolist() == [0.5, 1.0]
     (tmp_path / "cost.json").write_text(json.dumps({"S": 1.0, "L": 10.0}))
     assert main(["ladder", "plans", "--outcomes", str(out / "outcomes.parquet"), "--cost-json",
                  str(tmp_path / "cost.json"), "--seeds", "0", "--thetas", "0.5", "--val-frac", "0.5", "--out", str(out)]) == 0
     fronts = pd.read_csv(out / "fronts.csv")
-    assert {"seed", "theta", "front", "plan", "val_cost", "test_pass@1"} <= set(fronts.columns)
+    assert {"seed", "theta", "plan", "cascade_front", "single_front", "val_cost", "test_pass@1"} <= set(fronts.columns)
+    assert not fronts.duplicated(["seed", "theta", "plan"]).any()
+    # prices given: no throughput table, the authors' configuration, savings per theta
+    assert main(["ladder", "plans", "--outcomes", str(out / "outcomes.parquet"), "--config", "authors",
+                 "--prices", "S=0.5", "L=5", "--val-frac", "0.5", "--out", str(tmp_path / "authors")]) == 0
+    table = pd.read_csv(tmp_path / "authors" / "savings.csv")
+    assert table["theta"].astype(str).tolist() == [f"{i / 10:.1f}" for i in range(11)] + ["all"]
+    assert (table["seed"] == 7).all()
+    assert main(["ladder", "plans", "--outcomes", str(out / "outcomes.parquet"), "--seeds", "0",
+                 "--out", str(tmp_path / "p")]) == 1  # project prices need a throughput table or prices
     assert main(["ladder", "plans", "--outcomes", str(tmp_path / "none.parquet"), "--cost-json",
                  str(tmp_path / "cost.json"), "--out", str(out)]) == 1  # MccomError -> exit 1
 

@@ -146,9 +146,10 @@ def _fronts():
     rows = []
     for theta, pts in ((0.3, [(1.0, 0.5), (3.0, 0.7)]), (0.5, [(1.0, 0.5), (3.0, 0.7)]),  # = single-model front
                        (0.7, [(1.0, 0.5), (1.5, 0.65), (3.0, 0.7)]), (0.9, [(1.0, 0.5), (1.5, 0.65), (3.0, 0.7)])):
-        rows += [{"seed": 0, "theta": theta, "front": "cascade", "test_rel_cost": c, "test_pass@1": p} for c, p in pts]
-    rows += [{"seed": 0, "theta": "all", "front": "single", "test_rel_cost": c, "test_pass@1": p}
-             for c, p in ((1.0, 0.5), (3.0, 0.7))]
+        rows += [{"seed": 0, "theta": theta, "cascade_front": True, "single_front": False, "test_rel_cost": c,
+                  "test_pass@1": p} for c, p in pts]
+    rows += [{"seed": 0, "theta": "all", "cascade_front": False, "single_front": True, "test_rel_cost": c,
+              "test_pass@1": p} for c, p in ((1.0, 0.5), (3.0, 0.7))]
     return pd.DataFrame(rows)
 
 

@@ -46,24 +46,39 @@ def register(subparsers) -> None:
                     help="seconds per (solution, test) pair (default: %(default)s)")
     rp.add_argument("--k-grid", type=int, nargs="+", default=default(REPLAY, "k_grid"),
                     help="k values (default: %(default)s)")
+    rp.add_argument("--fallback", choices=("last", "first"), default=default(REPLAY, "fallback"),
+                    help="solution a rung names when no (solution, test) pair passes; last is the "
+                         "authors' (default: %(default)s)")
+    rp.add_argument("--cache", default=None,
+                    help="verdict cache file (SQLite), created if absent (default: exec/verdicts.sqlite "
+                         "in MCCOM_CACHE_DIR or ~/.cache/mccom)")
     rp.add_argument("--out", required=True, help="output folder")
     rp.set_defaults(func=_replay)
 
-    pl = sub.add_parser("plans", help="Pareto plan search on an outcomes frame")
+    pl = sub.add_parser("plans", help="Pareto plan search on an outcomes frame, both savings metrics")
     pl.add_argument("--outcomes", required=True, help="outcomes.parquet from `replay` or `live`")
-    pl.add_argument("--throughput", default=None, help="authors' wizard_he_throughput.csv (replay costs)")
-    pl.add_argument("--cost-json", default=None, help="JSON {model: cost per token} (e.g. a live run's)")
+    pl.add_argument("--config", choices=("authors", "project"), default=default(RUN_PLANS, "config"),
+                    help="named configuration: the authors' rule, prices, k values and seed-7 split, or "
+                         "the project's (mccom_core.ladder.configs) (default: %(default)s)")
+    pl.add_argument("--prices", nargs="+", default=None, metavar="MODEL=DOLLARS",
+                    help="$ per 1k generated tokens per model, e.g. 7B=0.00191 13B=0.00665 34B=0.02024; "
+                         "no throughput table is needed then (default: the configuration's prices, if any)")
+    pl.add_argument("--throughput", default=None,
+                    help="authors' wizard_he_throughput.csv, read only when no prices are given and the "
+                         "configuration has none (default: none)")
+    pl.add_argument("--cost-json", default=None,
+                    help="JSON {model: cost per token}, e.g. a live run's cost_per_token.json (default: none)")
     pl.add_argument("--models", nargs="+", default=None,
                     help="ladder order, small to large (default: the order recorded with the outcomes)")
-    pl.add_argument("--seeds", type=int, nargs="+", default=default(RUN_PLANS, "seeds"),
-                    help="seeds of the validation/test splits (default: %(default)s)")
-    pl.add_argument("--thetas", type=float, nargs="+", default=default(RUN_PLANS, "thetas"),
-                    help="acceptance thresholds searched (default: %(default)s)")
-    pl.add_argument("--rule", default=default(RUN_PLANS, "rule"),
-                    help="acceptance rule: readme | authors-code (default: %(default)s)")
-    pl.add_argument("--val-frac", type=float, default=default(RUN_PLANS, "val_frac"),
-                    help="share of problems in the validation split (default: %(default)s)")
-    pl.add_argument("--out", required=True, help="output folder")
+    pl.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="seeds of the validation/test splits (default: the configuration's)")
+    pl.add_argument("--thetas", type=float, nargs="+", default=None,
+                    help="acceptance thresholds searched (default: the configuration's, 0 to 1 by 0.1)")
+    pl.add_argument("--rule", choices=("readme", "authors-code"), default=None,
+                    help="acceptance rule (default: the configuration's)")
+    pl.add_argument("--val-frac", type=float, default=None,
+                    help="share of problems in the validation split (default: the configuration's, 0.3)")
+    pl.add_argument("--out", required=True, help="output folder for fronts.csv, savings.csv, plans_config.json")
     pl.set_defaults(func=_plans)
 
     lv = sub.add_parser("live", help="generate with the real Qwen ladder, record, replay")
@@ -82,9 +97,10 @@ def _replay(args: argparse.Namespace) -> int:
     from mccom_core.ladder.sandbox import SandboxConfig
 
     data = args.data or shared_data_dir() / "code_cascading_wizardcoder"
-    config = ReplayConfig(k_grid=tuple(args.k_grid), sandbox=SandboxConfig(timeout_s=args.timeout))
+    config = ReplayConfig(k_grid=tuple(args.k_grid), sandbox=SandboxConfig(timeout_s=args.timeout),
+                          fallback=args.fallback)
     paths = run_replay(data, args.out, models=args.models, runs=args.runs, samples=args.samples,
-                       problems=args.problems, config=config, progress=True)
+                       problems=args.problems, config=config, progress=True, cache_path=args.cache)
     print(json.dumps(paths, indent=1))
     return 0
 
@@ -97,9 +113,14 @@ def _plans(args: argparse.Namespace) -> int:
         from mccom_core.ladder.cost import read_cost_json
 
         cost = read_cost_json(args.cost_json)
-    paths = run_plans(args.outcomes, args.out, models=args.models, throughput_csv=args.throughput,
-                      cost_per_token=cost, seeds=args.seeds, thetas=tuple(args.thetas),
-                      rule=args.rule, val_frac=args.val_frac)
+    if args.prices:
+        from mccom_core.ladder.configs import parse_prices
+
+        cost = parse_prices(args.prices)
+    paths = run_plans(args.outcomes, args.out, config=args.config, models=args.models,
+                      throughput_csv=args.throughput, cost_per_token=cost, seeds=args.seeds,
+                      thetas=None if args.thetas is None else tuple(args.thetas), rule=args.rule,
+                      val_frac=args.val_frac)
     print(json.dumps(paths, indent=1))
     return 0
 

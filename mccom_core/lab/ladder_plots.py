@@ -41,7 +41,7 @@ def _distinct_series(f: pd.DataFrame, groups, split: str) -> list[tuple[list, pd
     """
     out: dict[tuple, tuple[list, pd.DataFrame]] = {}
     for theta in groups:
-        g = f[(f["theta"] == theta) & (f["front"] == "cascade")].sort_values(f"{split}_rel_cost")
+        g = f[(f["theta"] == theta) & f["cascade_front"]].sort_values(f"{split}_rel_cost")
         if g.empty:
             continue
         key = tuple(zip(g[f"{split}_rel_cost"].round(12), g[f"{split}_pass@1"].round(12)))
@@ -65,8 +65,10 @@ def plot_fronts(fronts: pd.DataFrame, split: str = "test", seed: int | None = No
     fig, ax = _axes(ax)
     seed = fronts["seed"].iloc[0] if seed is None else seed
     f = fronts[fronts["seed"] == seed]
+    if f["theta"].dtype == object:  # read back from CSV, grid thetas are strings beside "all"
+        f = f.assign(theta=[t if t == "all" else float(t) for t in f["theta"]])
     groups = [t for t in f["theta"].unique() if t != "all"] if thetas is None else list(thetas)
-    single = f[(f["theta"] == "all") & (f["front"] == "single")].sort_values(f"{split}_rel_cost")
+    single = f[(f["theta"] == "all") & f["single_front"]].sort_values(f"{split}_rel_cost")
     single_key = tuple(zip(single[f"{split}_rel_cost"].round(12), single[f"{split}_pass@1"].round(12)))
     single_label = "single model"
     for ts, g in _distinct_series(f, groups, split):
@@ -105,4 +107,30 @@ def plot_savings(savings: pd.DataFrame, paper: dict | None = None, benchmark: st
     ax.set_ylabel("cost saving at ≥ best single-model pass@1 (%)")
     ax.set_title(f"{benchmark + ': ' if benchmark else ''}test-split saving per seed", fontsize=10)
     ax.legend()
+    return fig
+
+
+def plot_savings_by_theta(table: pd.DataFrame, column: str = "saving", ax=None, title: str | None = None):
+    """Grouped bars: one group per theta, one bar per configuration (percent, labelled).
+
+    ``table`` has columns ``theta``, ``configuration`` and ``column`` (a share, e.g. the
+    mean over seeds of a savings metric); configurations keep their order of appearance.
+    """
+    fig, ax = _axes(ax, figsize=(8, 4))
+    thetas = list(dict.fromkeys(table["theta"].astype(str)))
+    configs = list(dict.fromkeys(table["configuration"]))
+    width = 0.8 / len(configs)
+    for j, name in enumerate(configs):
+        sub = table[table["configuration"] == name].assign(theta=lambda d: d["theta"].astype(str))
+        values = sub.set_index("theta").reindex(thetas)[column] * 100
+        xs = [i + (j - (len(configs) - 1) / 2) * width for i in range(len(thetas))]
+        bars = ax.bar(xs, values.fillna(0), width, label=name)
+        ax.bar_label(bars, labels=["" if pd.isna(v) else f"{v:.0f}" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(thetas)), thetas)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.margins(y=0.12)
+    ax.set_xlabel("θ (acceptance threshold); all = pooled over θ")
+    ax.set_ylabel("cost saving (%)")
+    ax.set_title(title or "Cost saving per θ", fontsize=10)
+    ax.legend(fontsize="small")
     return fig

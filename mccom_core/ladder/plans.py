@@ -6,10 +6,9 @@ run, problem); no code is executed. A plan is scored per problem as the mean ove
 recorded runs of (dollars spent, final answer correct); a split's (cost, pass@1) is the
 mean over its problems, so re-splitting is a column mean, not a re-run.
 
-Cost saving (the paper's headline): on each seed, the single-model plans on the
-validation front and the all-plans validation front are evaluated on the test split; for
-every single-model point the cheapest front plan with equal or better *test* pass@1 is
-found, and ``saving = 1 - cost(plan) / cost(single model)``.
+:func:`search` returns the fronts frame that :mod:`mccom_core.ladder.savings` scores and
+:mod:`mccom_core.lab.ladder_plots` draws; :func:`run_plans` does it all for one named
+configuration of :mod:`mccom_core.ladder.configs` (the authors' or the project's).
 """
 
 from __future__ import annotations
@@ -67,14 +66,17 @@ def enumerate_plans(n_models: int, options: Sequence[tuple[int, int]],
 
     ``options`` are the (k, l) pairs available. A rung that is not last must be able to
     test itself (k >= 1, l >= 1): without tests it could never accept (README rule) or
-    would always accept (the authors' code), making later rungs pointless. One theta is
-    shared by the rungs of a plan, as in the authors' search.
+    would always accept (the authors' code), making later rungs pointless. The last rung
+    never has k = 1: it always answers, so one solution's tests would be paid for and never
+    read (the authors' ``is_valid_combination`` drops it too). One theta is shared by the
+    rungs of a plan, as in the authors' search.
     """
     tested = [o for o in options if o[0] >= 1 and o[1] >= 1]
+    finals = [o for o in options if o[0] != 1]
     plans = []
     for size in range(1, n_models + 1):
         for chosen in itertools.combinations(range(n_models), size):
-            for last in options:
+            for last in finals:
                 for early in itertools.product(tested, repeat=size - 1):
                     for theta in (thetas if size > 1 else [None]):
                         rungs: list[Rung | None] = [None] * n_models
@@ -156,8 +158,10 @@ def pareto_mask(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
     """True for points no other point dominates (cost <= and score >=, one strictly).
 
     Exact duplicates of a front point are all kept, as the authors' ``is_pareto`` does.
+    Values are compared rounded to 12 decimals: pass@1 is a mean of counts, and two plans
+    with the same count must not differ by the last bit of a float sum.
     """
-    cost, score = np.asarray(cost, float), np.asarray(score, float)
+    cost, score = np.round(np.asarray(cost, float), 12), np.round(np.asarray(score, float), 12)
     order = np.lexsort((-score, cost))  # cost ascending, then score descending
     mask = np.zeros(len(cost), dtype=bool)
     best, best_cost = -np.inf, np.nan
@@ -187,38 +191,49 @@ def search(arr: OutcomeArrays, dollars_per_token: dict[str, float], seeds: Seque
            ls: Sequence[int] | None = None, val_frac: float = 0.3, rule: str = "readme") -> pd.DataFrame:
     """Pareto plans per seed and theta, chosen on validation and evaluated on test.
 
-    Returns one row per (seed, theta, plan) on a validation front, where ``theta`` is a
-    grid value (fronts of plans with that theta plus the single-model plans) or ``"all"``
-    (the front over every plan). ``front`` says which front: ``"cascade"`` (all plans) or
-    ``"single"`` (single-model plans only). Costs are $ per problem and, in ``rel_cost``,
-    relative to the cheapest single-model plan on the same split.
+    One row per (seed, theta, plan), never two: ``theta`` is a grid value (the plans with
+    that theta plus the single-model plans) or ``"all"`` (every plan, pooled). A group's
+    rows are the plans on its validation front (``cascade_front``) and every single-model
+    plan (``singular``; ``single_front`` marks those on the single-model validation front),
+    since the authors' savings metric compares with all of them. Costs are $ per problem
+    and, in ``*_rel_cost``, relative to the cheapest single-model plan on the same split.
+    Repeated seeds or thetas count once.
     """
+    seeds, thetas = list(dict.fromkeys(seeds)), list(dict.fromkeys(thetas))
     options = [o for o in arr.options if (ks is None or o[0] in ks) and (ls is None or o[1] in ls)]
     plans = enumerate_plans(len(arr.models), options, thetas)
     cost, score = evaluate_plans(arr, plans, dollars_per_token, rule)
     singular = np.array([p.singular for p in plans])
     plan_theta = [p.theta for p in plans]
+    labels = [p.label(arr.models) for p in plans]
     rows = []
     for seed in seeds:
         val, test = split_problems(len(arr.numbers), seed, val_frac)
         vc, vs, tc, ts = cost[:, val].mean(1), score[:, val].mean(1), cost[:, test].mean(1), score[:, test].mean(1)
         v_ref, t_ref = vc[singular].min(), tc[singular].min()
-        groups = [("all", np.ones(len(plans), dtype=bool))] + [
-            (t, singular | np.array([pt == t for pt in plan_theta])) for t in thetas]
-        for theta, member in groups:
-            for front, pool in (("cascade", member), ("single", singular)):
-                if front == "single" and theta != "all":
-                    continue
-                idx = np.flatnonzero(pool)
-                for i in idx[pareto_mask(vc[idx], vs[idx])]:
-                    rows.append({"seed": seed, "theta": theta, "front": front, "plan": plans[i].label(arr.models),
-                                 "singular": bool(singular[i]), "val_cost": vc[i], "val_pass@1": vs[i],
-                                 "test_cost": tc[i], "test_pass@1": ts[i], "val_rel_cost": vc[i] / v_ref,
-                                 "test_rel_cost": tc[i] / t_ref, **_rung_columns(plans[i], arr.models)})
+        single_front = _front(vc, vs, singular)
+        groups = [(t, singular | np.array([pt == t for pt in plan_theta])) for t in thetas]
+        for theta, member in groups + [("all", np.ones(len(plans), dtype=bool))]:
+            on_front = _front(vc, vs, member)
+            for i in np.flatnonzero(on_front | singular):
+                rows.append({"seed": seed, "theta": theta, "plan": labels[i], "singular": bool(singular[i]),
+                             "cascade_front": bool(on_front[i]), "single_front": bool(single_front[i]),
+                             "val_cost": vc[i], "val_pass@1": vs[i], "test_cost": tc[i], "test_pass@1": ts[i],
+                             "val_rel_cost": vc[i] / v_ref, "test_rel_cost": tc[i] / t_ref,
+                             **_rung_columns(plans[i], arr.models)})
     out = pd.DataFrame(rows)
-    out.attrs["config"] = {"seeds": list(seeds), "thetas": list(thetas), "val_frac": val_frac, "rule": rule,
-                           "dollars_per_token": dollars_per_token, "n_plans": len(plans)}
+    out.attrs["config"] = {"seeds": seeds, "thetas": thetas, "ks": None if ks is None else list(ks),
+                           "val_frac": val_frac, "rule": rule, "dollars_per_token": dollars_per_token,
+                           "n_plans": len(plans)}
     return out
+
+
+def _front(cost: np.ndarray, score: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Boolean mask over all plans: in ``pool`` and on the pool's Pareto front."""
+    idx = np.flatnonzero(pool)
+    mask = np.zeros(len(cost), dtype=bool)
+    mask[idx[pareto_mask(cost[idx], score[idx])]] = True
+    return mask
 
 
 def _rung_columns(plan: Plan, models: Sequence[str]) -> dict:
@@ -229,64 +244,64 @@ def _rung_columns(plan: Plan, models: Sequence[str]) -> dict:
     return cols
 
 
-def cost_savings(fronts: pd.DataFrame) -> pd.DataFrame:
-    """Per seed: test-split cost saving at equal or better test pass@1 than single models.
+def plan_costs(outcomes: pd.DataFrame, config, throughput_csv=None,
+               cost_per_token: dict[str, float] | None = None) -> dict[str, float]:
+    """Per-token cost: an explicit mapping, else the configuration's prices, else the throughput table."""
+    from mccom_core.ladder import cost as ladder_cost
 
-    Columns: ``saving_at_best_single`` (against the single-model plan with the highest
-    test pass@1), ``mean_saving`` and ``max_saving`` over the single-model front points.
-    """
-    rows = []
-    for seed, grp in fronts[fronts["theta"] == "all"].groupby("seed"):
-        singles = grp[grp["front"] == "single"]
-        candidates = grp  # every validation-front plan, single-model ones included
-        savings = []
-        for _, s in singles.iterrows():
-            ok = candidates[candidates["test_pass@1"] >= s["test_pass@1"]]
-            savings.append(1.0 - ok["test_cost"].min() / s["test_cost"])
-        best = singles["test_pass@1"].idxmax()
-        best_pos = list(singles.index).index(best)
-        rows.append({"seed": seed, "best_single_plan": singles.loc[best, "plan"],
-                     "best_single_test_pass@1": singles.loc[best, "test_pass@1"],
-                     "saving_at_best_single": savings[best_pos], "mean_saving": float(np.mean(savings)),
-                     "max_saving": float(np.max(savings)), "n_single_points": len(savings)})
-    return pd.DataFrame(rows)
+    if cost_per_token is None:
+        cost_per_token = config.dollars_per_token()
+    if cost_per_token is None:
+        if throughput_csv is None:
+            raise MccomError(f"no per-token cost for configuration {config.name!r}: pass prices "
+                             "(--prices MODEL=DOLLARS_PER_1K ...), a cost JSON, or the authors' throughput CSV")
+        table = ladder_cost.read_throughput(throughput_csv)
+        cost_per_token = ladder_cost.dollars_per_token(table, ladder_cost.mean_greedy_tokens(outcomes))
+    return cost_per_token
 
 
-def run_plans(outcomes_path, out_dir, models: Sequence[str] | None = None, throughput_csv=None,
-              cost_per_token: dict[str, float] | None = None, seeds: Sequence[int] = tuple(range(10)),
-              thetas: Sequence[float] = THETA_GRID, rule: str = "readme", val_frac: float = 0.3) -> dict[str, str]:
-    """Plan search on a saved outcomes frame; writes ``fronts.csv`` and ``savings.csv``.
+def run_plans(outcomes_path, out_dir, config: str = "project", models: Sequence[str] | None = None,
+              throughput_csv=None, cost_per_token: dict[str, float] | None = None,
+              seeds: Sequence[int] | None = None, thetas: Sequence[float] | None = None,
+              rule: str | None = None, val_frac: float | None = None) -> dict[str, str]:
+    """Plan search on a saved outcomes frame; writes ``fronts.csv``, ``savings.csv``, ``plans_config.json``.
 
-    Per-token cost: ``cost_per_token`` (model -> cost, e.g. seconds per token measured live)
-    or the authors' ``throughput_csv`` (see :mod:`mccom_core.ladder.cost`).
+    ``config`` names a :mod:`mccom_core.ladder.configs` configuration (``authors`` or
+    ``project``); ``seeds``, ``thetas``, ``rule`` and ``val_frac`` override its values.
+    Per-token cost: ``cost_per_token`` (model -> cost, e.g. seconds per token measured live),
+    else the configuration's prices (the authors'), else the ``throughput_csv``
+    (:mod:`mccom_core.ladder.cost`); a throughput table is needed only in that last case.
+    ``savings.csv`` has one row per (seed, theta) with both savings metrics.
     """
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
-    from mccom_core.ladder import cost as ladder_cost
+    from mccom_core.ladder.configs import get_config
     from mccom_core.ladder.replay import load_outcomes
+    from mccom_core.ladder.savings import savings_table
 
+    cfg = get_config(config)
     outcomes = load_outcomes(outcomes_path)
     if models is None:  # the ladder order recorded with the outcomes
         models = list(outcomes.attrs.get("source", {}).get("models") or [])
         if sorted(models) != sorted(outcomes["model"].unique()):
             raise MccomError("the outcomes do not record their ladder order: pass models small to large")
-    if cost_per_token is None:
-        if throughput_csv is None:
-            raise MccomError("no per-token cost: pass the authors' throughput CSV or a model->cost mapping")
-        table = ladder_cost.read_throughput(throughput_csv)
-        cost_per_token = ladder_cost.dollars_per_token(table, ladder_cost.mean_greedy_tokens(outcomes))
+    cost_per_token = plan_costs(outcomes, cfg, throughput_csv, cost_per_token)
     missing = [m for m in models if m not in cost_per_token]
     if missing:
         raise MccomError(f"no per-token cost for models {missing}: add them to the cost mapping")
     arr = OutcomeArrays.from_frame(outcomes, models)
-    fronts = search(arr, cost_per_token, seeds=seeds, thetas=thetas, val_frac=val_frac, rule=rule)
+    fronts = search(arr, cost_per_token, seeds=cfg.seeds if seeds is None else seeds,
+                    thetas=cfg.thetas if thetas is None else thetas, ks=cfg.ks,
+                    val_frac=cfg.val_frac if val_frac is None else val_frac, rule=rule or cfg.rule)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"fronts": str(out / "fronts.csv"), "savings": str(out / "savings.csv"),
              "config": str(out / "plans_config.json")}
     fronts.to_csv(paths["fronts"], index=False)
-    cost_savings(fronts).to_csv(paths["savings"], index=False)
-    Path(paths["config"]).write_text(json.dumps({**fronts.attrs["config"], "models": list(models),
-                                                 "outcomes": str(outcomes_path)}, indent=1))
+    savings_table(fronts).to_csv(paths["savings"], index=False)
+    Path(paths["config"]).write_text(json.dumps({**fronts.attrs["config"], "configuration": asdict(cfg),
+                                                 "models": list(models), "outcomes": str(outcomes_path)},
+                                                indent=1))
     return paths
