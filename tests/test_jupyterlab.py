@@ -19,6 +19,7 @@ NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 def test_opening_running_and_saving_in_jupyterlab_rewrites_the_same_bytes(script, tmp_path):
     """JupyterLab's save path (jupytext's contents manager) with what a live session adds: outputs,
     execution counts, kernel language info, widget state and cell metadata."""
+    from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_server.services.contents.filemanager import FileContentsManager
     from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class
 
@@ -32,6 +33,9 @@ def test_opening_running_and_saving_in_jupyterlab_rewrites_the_same_bytes(script
     assert model["type"] == "notebook"
     nb = model["content"]
     nb.metadata["language_info"] = {"name": "python", "version": sys.version.split()[0]}
+    # A started kernel writes its own spec into the notebook: the committed header must match it.
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": spec.display_name, "language": spec.language}
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
     for cell in nb.cells:
         if cell.cell_type == "code":
