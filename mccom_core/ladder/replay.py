@@ -22,8 +22,18 @@ Acceptance rules (a name registry, :data:`ACCEPTANCE_RULES`):
   ``a * t >= total * theta`` with ``a``/``t`` the chosen pair's row/column sums. The
   two differ (see ``benchmarks/results/ladder_replay.md``).
 
-``theta`` is taken in thousandths so ``floor(total * theta)`` is exact integer arithmetic
-(``floor(100 * 0.29)`` is 29, not the 28 that float multiplication gives).
+For ``"readme"`` theta is taken in thousandths so ``floor(total * theta)`` is exact integer
+arithmetic (``floor(100 * 0.29)`` is 29, not the 28 that float multiplication gives).
+``"authors-code"`` multiplies in floating point, as their script does, so it adopts exactly
+when theirs does (for totals up to 400 and thetas on the 0.1 grid this equals exact arithmetic).
+
+Fallback (:data:`FALLBACKS`): when no (solution, test) pair passes, a rung still has to
+name an answer (the last rung always answers). ``"last"`` takes the last of its ``k``
+solutions, as the authors' ``select.py`` does (its ``find_max_product`` leaves the index
+at ``-1``); ``"first"`` takes the first. Samples are exchangeable, so neither is better in
+expectation; both configurations use ``"last"`` so that the replay matches theirs answer for
+answer (the project used ``"first"`` before; ``benchmarks/results/ladder_replay.md`` measures
+the difference).
 """
 
 from __future__ import annotations
@@ -70,8 +80,9 @@ def accept_readme(passing, total, best_product, theta: float):
 
 
 def accept_authors_code(passing, total, best_product, theta: float):
-    """check_combinations.py: a * t >= total * theta (a, t: chosen pair's row/col sums)."""
-    return np.asarray(best_product) * 1000 >= np.asarray(total) * theta_milli(theta)
+    """check_combinations.py: a * t >= total * theta (a, t: chosen pair's row/col sums), in floats as theirs."""
+    theta_milli(theta)  # validates the range
+    return np.asarray(best_product) >= np.asarray(total) * float(theta)
 
 
 ACCEPTANCE_RULES: dict[str, Callable] = {"readme": accept_readme, "authors-code": accept_authors_code}
@@ -84,15 +95,20 @@ def acceptance_rule(name: str) -> Callable:
         raise MccomError(f"unknown acceptance rule {name!r}: choose one of {sorted(ACCEPTANCE_RULES)}") from None
 
 
-def select_best(matrix: np.ndarray) -> tuple[int, int]:
+FALLBACKS = ("last", "first")  # the solution a rung names when no pair passes (module docstring)
+
+
+def select_best(matrix: np.ndarray, fallback: str = "last") -> tuple[int, int]:
     """Dual agreement: (row, product) of the passing pair maximising row_sum * col_sum.
 
-    Ties go to the first pair in row-major order. With no passing pair the first
-    solution is chosen with product 0 (the authors' code falls back to the *last*
-    solution through a ``-1`` index; samples are exchangeable, so we keep the first).
+    Ties go to the first pair in row-major order, as the authors' strict ``>``. With no
+    passing pair the product is 0 and the row is the ``fallback``: the last solution (the
+    authors' ``-1`` index) or the first.
     """
+    if fallback not in FALLBACKS:
+        raise MccomError(f"unknown fallback {fallback!r}: choose one of {list(FALLBACKS)}")
     if matrix.size == 0 or not matrix.any():
-        return 0, 0
+        return (matrix.shape[0] - 1 if fallback == "last" and matrix.shape[0] else 0), 0
     scores = np.where(matrix, matrix.sum(1, keepdims=True) * matrix.sum(0, keepdims=True), -1)
     flat = int(np.argmax(scores))
     return flat // matrix.shape[1], int(scores.flat[flat])
@@ -105,6 +121,7 @@ class ReplayConfig:
     k_grid: tuple[int, ...] = K_GRID
     l_grid: tuple[int, ...] = L_GRID
     sandbox: SandboxConfig = SandboxConfig()  # 1 s per test, as the authors; see sandbox docs
+    fallback: str = "last"  # no passing pair: the last solution, as the authors' select.py
 
 
 def _groups(gens: Generations):
@@ -195,7 +212,7 @@ def rung_outcomes(gens: Generations, verdicts: dict, config: ReplayConfig = Repl
             for l in config.l_grid:
                 if (k == 0) != (l == 0):
                     continue  # k = 0 has no tests; k > 0 without tests is no rung
-                row = _one_rung(grp, full, k, l)
+                row = _one_rung(grp, full, k, l, config.fallback)
                 for r in (runs if k <= 1 else [run]):
                     rows.append((model, k, l, r, number, *row))
     cols = ["model", "k", "l", "run", "number", "passing", "total", "best_product", "chosen",
@@ -215,7 +232,7 @@ def _full_matrix(grp: pd.DataFrame, verdict: dict, k_max: int, l_max: int):
     return samples, matrix.reshape(len(samples), len(lines)), block, pos, hidden
 
 
-def _one_rung(grp: pd.DataFrame, full, k: int, l: int) -> tuple:
+def _one_rung(grp: pd.DataFrame, full, k: int, l: int, fallback: str = "last") -> tuple:
     samples, matrix, block, pos, hidden = full
     n_answers = min(max(k, 1), len(samples))  # k = 0 still yields one (the greedy) answer
     tokens = int(grp["answer_tokens"].iloc[:n_answers].sum())
@@ -224,7 +241,7 @@ def _one_rung(grp: pd.DataFrame, full, k: int, l: int) -> tuple:
         tokens += int(grp[f"test_tokens_{l}"].iloc[:k].sum())
     else:
         matrix = matrix[:n_answers, :0]
-    row, product = select_best(matrix)
+    row, product = select_best(matrix, fallback)
     return (int(matrix.sum()), int(matrix.size), product, samples[row], bool(hidden[row]), tokens)
 
 
@@ -254,11 +271,12 @@ def replay(gens: Generations, config: ReplayConfig = ReplayConfig(), progress: b
 
 def run_replay(data_dir, out_dir, models=None, runs: int = 10, samples: int = 10,
                problems: int | None = None, config: ReplayConfig = ReplayConfig(),
-               progress: bool = False) -> dict[str, str]:
+               progress: bool = False, cache_path=None) -> dict[str, str]:
     """Replay a recorded ladder and write ``outcomes.parquet``, ``pass_at_1.csv``, ``stats.json``.
 
-    ``models`` defaults to the WizardCoder ladder; ``problems`` keeps the first N problems.
-    Returns the written paths.
+    ``models`` defaults to the WizardCoder ladder; ``problems`` keeps the first N problems;
+    ``cache_path`` is the verdict cache file (default: ``exec/verdicts.sqlite`` in the user
+    cache, ``MCCOM_CACHE_DIR`` or ``~/.cache/mccom``). Returns the written paths.
     """
     import json
     from pathlib import Path
@@ -268,7 +286,9 @@ def run_replay(data_dir, out_dir, models=None, runs: int = 10, samples: int = 10
     gens = read_replay_dir(data_dir, models=tuple(models or WIZARDCODER_MODELS), runs=runs, samples=samples)
     if problems:
         gens = subset(gens, numbers=sorted(gens.problems)[:problems])
-    outcomes, verdicts = replay(gens, config, progress=progress)
+    if cache_path is not None:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+    outcomes, verdicts = replay(gens, config, progress=progress, cache_path=cache_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"outcomes": str(out / "outcomes.parquet"), "pass_at_1": str(out / "pass_at_1.csv"),
