@@ -35,6 +35,8 @@ PRELOAD_MODULES = (
 )
 HEAVY_MODULES = ("numpy", "sympy")  # only on the servers for jobs that name them (slow to fork)
 _REASON_BYTES = 4096  # what is kept of a child's failure text
+_POLL_S = 0.1  # how often a running child's CPU time is read
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _load_child():
@@ -102,32 +104,45 @@ def _sweep() -> None:
             return
 
 
-def _watch(pid: int, rfd: int, wall_s: float) -> tuple[int, float, bytes, str, bool]:
-    """Wait for the child by this process's clock: (status, CPU seconds, pipe text, comm, killed)."""
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process, from ``/proc/PID/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _watch(pid: int, rfd: int, wall_s: float, cpu_s: float) -> tuple[int, float, bytes, str, str]:
+    """Wait for the child by this process's own clocks.
+
+    Returns (status, CPU seconds, pipe text, comm, why it was killed: ``""``, ``"wall"`` or
+    ``"cpu"``). The CPU limit is checked every ``_POLL_S``, below ``RLIMIT_CPU``'s whole seconds.
+    """
     import time
 
     pidfd = os.pidfd_open(pid)
-    data, killed = b"", False
+    data, killed, eof = b"", "", False
     deadline = time.monotonic() + wall_s
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                _kill_group(pid)
-                killed = True
+                killed = "wall"
                 break
-            ready = select.select([rfd, pidfd], [], [], left)[0]
+            ready = select.select([pidfd] if eof else [rfd, pidfd], [], [], min(left, _POLL_S))[0]
             if pidfd in ready:
                 break
             if rfd in ready:
                 chunk = os.read(rfd, 65536)
-                if not chunk:  # the child closed its end early: wait for the exit alone
-                    ready = select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))[0]
-                    if not ready:
-                        _kill_group(pid)
-                        killed = True
-                    break
+                eof = not chunk  # the child closed its end early: wait for the exit alone
                 data = (data + chunk)[-_REASON_BYTES:]
+            elif _cpu_seconds(pid) > cpu_s:
+                killed = "cpu"
+                break
+        if killed:
+            _kill_group(pid)
         comm = _comm(pid)
         _kill_group(pid)
         _, status, usage = os.wait4(pid, 0)
@@ -137,7 +152,7 @@ def _watch(pid: int, rfd: int, wall_s: float) -> tuple[int, float, bytes, str, b
     try:
         while chunk := os.read(rfd, 65536):
             data = (data + chunk)[-_REASON_BYTES:]
-    except (BlockingIOError, OSError):
+    except OSError:
         pass
     return status, usage.ru_utime + usage.ru_stime, data, comm, killed
 
@@ -160,17 +175,17 @@ def run_one(program: str, test: str | None, cfg: dict, true_path: str) -> tuple[
             finally:
                 os._exit(child.EXIT_SANDBOX_ERROR)
         os.close(wfd)
+        limit = cfg["setup_timeout_s"] + (cfg["timeout_s"] if test is not None else 0.0)
         try:
-            status, cpu, data, comm, killed = _watch(pid, rfd, cfg["wall_timeout_s"])
+            status, cpu, data, comm, killed = _watch(pid, rfd, cfg["wall_timeout_s"], limit)
         finally:
             os.close(rfd)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    limit = cfg["setup_timeout_s"] + (cfg["timeout_s"] if test is not None else 0.0)
     prefix = "setup: " if test is None else ""
-    if killed:
+    if killed == "wall":
         return False, f"{prefix}timeout (wall clock {cfg['wall_timeout_s']:g} s)", False
-    if cpu > limit or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)):
+    if killed == "cpu" or cpu > limit or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)):
         return False, f"{prefix}timeout", True
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and comm == child.PASS_IMAGE:
         return True, "passed", True
