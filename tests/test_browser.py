@@ -14,7 +14,6 @@ download is not used.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import socket
@@ -105,19 +104,12 @@ def _expected(clone: Path, threshold: float) -> list[list[str]]:
     """What the library says the summary holds at ``threshold``, formatted as the explorer shows it."""
     from mccom_core.cascade.policies import sweep
     from mccom_core.lab.study import cascade_results
-    from mccom_core.lab.widgets import SUMMARY_COLUMNS
+    from mccom_core.lab.widgets import summary_cells
 
     rows = cascade_results(clone / "benchmarks" / "results" / "cascade_rows.jsonl", slm="qwen2.5-coder-0.5b",
                            llm="qwen2.5-coder-1.5b", per_kind=300, compute=False)
-    frame = sweep(rows, [threshold], user="exact", network_ms=0.0, reaction_ms=0.0, accountings=("warm",))
-    cols = [c for c in SUMMARY_COLUMNS if c in frame]
-
-    def fmt(v):
-        if isinstance(v, float):
-            return "-" if math.isnan(v) else f"{v:.3f}"
-        return str(v)
-
-    return [cols] + [[fmt(v) for v in row] for row in frame[cols].itertuples(index=False)]
+    return summary_cells(sweep(rows, [threshold], user="exact", network_ms=0.0, reaction_ms=0.0,
+                               accountings=("warm",)))
 
 
 def _kernel_idle(page, timeout=120_000):
@@ -182,7 +174,7 @@ def test_double_click_run_all_move_the_slider_save_and_git_stays_clean(lab, tmp_
             page.wait_for_function(
                 "(t) => { const rows = document.querySelector('table.mccom-summary').rows;"
                 " return Array.from(rows).some(r => r.cells[1] && r.cells[1].innerText.trim() === t); }",
-                arg=f"{moved:.3f}", timeout=60_000)
+                arg=f"{moved:.2f}", timeout=60_000)
             after = _table(page)
             assert after == _expected(clone, moved) and after != before  # the summary follows the slider
 

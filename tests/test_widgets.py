@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mccom_core.cascade.policies import sweep
-from mccom_core.lab.widgets import ThresholdExplorer, render_summary
+from mccom_core.lab.widgets import ThresholdExplorer, render_summary, summary_cells
 from tests.notebook_helpers import cascade_rows
 
 # A tiny results frame and a hand-made sweep with the documented signature: the explorer must
@@ -40,7 +40,7 @@ def test_slider_value_gives_the_sweep_at_that_threshold():
     pd.testing.assert_frame_equal(ex.summary_frame, expected)
     assert ex.summary.value == render_summary(expected)
     assert ex.summary_frame["llm_share"].iloc[0] == pytest.approx(2 / 3)
-    assert "0.667" in ex.summary.value  # what the user reads
+    assert "<td>66.7%</td>" in ex.summary.value  # what the user reads: the LLM-call share
 
 
 def test_other_controls_reach_the_sweep():
@@ -108,3 +108,16 @@ def test_static_snapshot_for_readers_without_a_kernel():
     assert "application/vnd.jupyter.widget-view+json" in published[0]
     assert published[1]["text/html"] == snapshot
     assert "<img" not in ThresholdExplorer(RESULTS, fake, plots=False).static_html()  # no figure drawn, none shown
+
+
+def test_summary_cells_are_readable():
+    frame = pd.DataFrame([{"policy": "mccom", "threshold": 0.5, "accounting": "warm", "em": 0.4483, "es": 0.6419,
+                           "mean_ms": 15995.4, "p90_ms": 31683.9, "llm_share": 0.63, "extra": 1},
+                          {"policy": "always-llm", "threshold": float("nan"), "accounting": "warm", "em": 0.43,
+                           "es": 0.64, "mean_ms": 23429.2, "p90_ms": 32650.6, "llm_share": 1.0, "extra": 2}])
+    assert summary_cells(frame) == [
+        ["policy", "threshold", "latency", "exact match", "edit similarity", "mean (s)", "p90 (s)", "calls the LLM"],
+        ["mccom", "0.50", "warm", "44.8%", "64.2%", "16.00", "31.68", "63.0%"],
+        ["always-llm", "-", "warm", "43.0%", "64.0%", "23.43", "32.65", "100.0%"]]
+    html = render_summary(frame)
+    assert html.count("<tr>") == 3 and "<th>mean (s)</th>" in html and 'class="mccom-summary"' in html

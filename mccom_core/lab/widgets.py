@@ -29,6 +29,13 @@ import numpy as np
 import pandas as pd
 
 SUMMARY_COLUMNS = ("policy", "threshold", "accounting", "em", "es", "mean_ms", "p90_ms", "llm_share")
+# What the summary shows for each column: header, and how a value is written (NaN: "-").
+SHOWN = {
+    "policy": ("policy", str), "threshold": ("threshold", "{:.2f}".format), "accounting": ("latency", str),
+    "em": ("exact match", "{:.1%}".format), "es": ("edit similarity", "{:.1%}".format),
+    "mean_ms": ("mean (s)", lambda ms: f"{ms / 1000:.2f}"), "p90_ms": ("p90 (s)", lambda ms: f"{ms / 1000:.2f}"),
+    "llm_share": ("calls the LLM", "{:.1%}".format),
+}
 GRID = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 51))  # the plots' thresholds: 0.02 steps
 RULES = ("exact", "prefix", "edit-similarity")  # mccom_core.cascade.policies.USERS names
 
@@ -40,11 +47,27 @@ _STATIC_STYLE = ("<style>.jp-OutputArea:has(.mccom-explorer) .mccom-static, "
                  ".output:has(.mccom-explorer) .mccom-static {display: none}</style>")
 
 
+def summary_cells(frame: pd.DataFrame) -> list[list[str]]:
+    """The summary as the user reads it: a header row, then one row of cell texts per policy."""
+    cols = [c for c in SUMMARY_COLUMNS if c in frame]
+
+    def cell(col, v):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "-"
+        return SHOWN[col][1](v)
+
+    return [[SHOWN[c][0] for c in cols]] + [[cell(c, v) for c, v in zip(cols, row)]
+                                            for row in frame[cols].itertuples(index=False)]
+
+
 def render_summary(frame: pd.DataFrame) -> str:
     """The HTML the explorer shows for a sweep frame (also what tests compare against)."""
-    cols = [c for c in SUMMARY_COLUMNS if c in frame]
-    return _STYLE + frame[cols].to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="-",
-                                        classes="mccom-summary", border=0)
+    import html
+
+    head, *rows = summary_cells(frame)
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'{_STYLE}<table class="mccom-summary"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _default_sweep():
