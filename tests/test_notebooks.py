@@ -163,7 +163,14 @@ def test_06_self_testing_cascade_slot(tmp_path, monkeypatch):
     assert pass1[["greedy_pass@1", "sampled_pass@1"]].stack().between(0, 1).all()
     assert len(pd.read_csv(res / "savings.csv")) == 1  # one seed
     vs = pd.read_csv(res / "savings_vs_paper.csv")
-    assert {"measure", "measured", "paper", "unit"} <= set(vs.columns) and len(vs) == 3
+    assert {"measure", "measured", "paper", "unit"} <= set(vs.columns) and len(vs) == 4
+    side = pd.read_csv(res / "savings_by_theta.csv")  # both configurations, every theta and pooled
+    assert side.groupby("configuration")["theta"].apply(list).to_dict() == {
+        c: [f"{i / 10:.1f}" for i in range(11)] + ["all"] for c in ("authors", "project")}
+    authors = pd.read_csv(res / "savings_authors.csv")
+    assert (authors["seed"] == 7).all()
+    assert vs["measured"].iloc[0] == pytest.approx(
+        100 * authors.loc[authors["theta"] == "1.0", "authors_average_saving"].iloc[0])
     savings = pd.read_csv(res / "savings.csv")  # the comparison states the savings in percent
     assert vs.set_index("measure").loc["max saving", "measured"] == pytest.approx(100 * savings["max_saving"].max())
     assert (vs["unit"] == "%").all()
@@ -171,9 +178,10 @@ def test_06_self_testing_cascade_slot(tmp_path, monkeypatch):
     assert len(live_vs) == 2 and live_vs["measure"].str.startswith("live humaneval").all()
     assert (live_vs["unit"] == "%").all()
     assert len(pd.read_csv(res / "live_humaneval_savings.csv")) == 1
-    assert set(pd.read_csv(res / "live_humaneval_fronts.csv")["front"]) <= {"cascade", "single"}
+    assert not pd.read_csv(res / "live_humaneval_fronts.csv").duplicated(["seed", "theta", "plan"]).any()
     figs = _figures(tmp_path, "06")
     assert "06_fronts_test.png" in figs and "06_live_humaneval_fronts_test.png" in figs
+    assert "06_savings_by_theta.png" in figs and "06_fronts_authors_test.png" in figs
 
 
 def test_05_with_core_branches_only(tmp_path):

@@ -199,7 +199,12 @@ def run_one(program: str, test: str | None, cfg: dict, true_path: str) -> tuple[
 
 
 def run_job(program: str, tests: list[str], cfg: dict, true_path: str) -> list[tuple[bool, str, bool]]:
-    """The setup probe, then each test in its own process; one (passed, reason, cacheable) per test."""
+    """The setup probe, then each test in its own process; one (passed, reason, cacheable) per test.
+
+    A job of one test needs no probe: its process defines the solution itself.
+    """
+    if len(tests) == 1:
+        return [run_one(program, tests[0], cfg, true_path)]
     passed, reason, cacheable = run_one(program, None, cfg, true_path)
     if not passed:  # the solution does not load on its own: every test fails with that reason
         return [(False, reason, cacheable)] * len(tests)
