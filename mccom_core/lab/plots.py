@@ -29,11 +29,18 @@ def _axes(ax, figsize=(6, 4)):
     return ax.figure, ax
 
 
-def _label(ax, xlabel: str, ylabel: str, legend_size: int | None = 7):
-    """Axis labels and a legend (``legend_size=None``: matplotlib's default size)."""
+def _label(ax, xlabel: str, ylabel: str, legend_size: int | None = 7, below: bool = False):
+    """Axis labels and a legend (``legend_size=None``: matplotlib's default size).
+
+    ``below``: the legend goes under the axes, in two columns, where it cannot hide data
+    (for plots whose curves may fill any corner).
+    """
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=legend_size)
+    if below:
+        ax.legend(fontsize=legend_size, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    else:
+        ax.legend(fontsize=legend_size)
 
 
 # What matplotlib would stamp into a file that does not depend on the figure: a creation date
@@ -102,7 +109,7 @@ def latency_vs_em(sweep_frame: pd.DataFrame, accounting: str | None = "warm", *,
         ax.scatter(llm["mean_ms"].iloc[0] / 1e3 * latency, llm["em"].iloc[0] * em,
                    marker="X", s=90, color="tab:red", zorder=4, label="paper's MCCom (relative to our always-LLM)")
     ax.set_title(f"latency vs exact match{f' ({accounting})' if accounting else ''}")
-    _label(ax, "mean latency per request (s)", "exact match")
+    _label(ax, "mean latency per request (s)", "exact match (share of tasks)", below=True)
     return fig
 
 
@@ -126,7 +133,7 @@ def llm_share_vs_threshold(sweep_frame: pd.DataFrame, accounting: str | None = "
         ax.axvline(threshold, color="grey", lw=1, label=f"threshold {threshold:.2f}")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.02, 1.02)
-    _label(ax, "confidence threshold", "share of requests calling the LLM")
+    _label(ax, "confidence threshold", "share of requests calling the LLM", below=True)
     return fig
 
 
