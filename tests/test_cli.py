@@ -138,11 +138,12 @@ def _expected():
     from mccom_core.lm.decoding import DecodeConfig
     from mccom_core.lm.models import load_model
     from mccom_core.lm.prompts import PromptConfig
+    from mccom_core.lm.serve import ServeConfig
     from mccom_core.retrieval.queries import RetrievalConfig
 
     decode, prompt, cascade, bench = DecodeConfig(), PromptConfig(), CascadeConfig(), BenchmarkConfig()
     quick, retrieval, replay, live = QuickstartConfig(), RetrievalConfig(), ReplayConfig(), LiveConfig()
-    lab = LabConfig()
+    lab, serve = LabConfig(), ServeConfig()
     index = {"repo": "r", "backend": retrieval.backend, "extensions": retrieval.extensions,
              "window_lines": retrieval.window_lines, "stride": retrieval.stride, "no_cache": False}
     return {
@@ -186,6 +187,11 @@ def _expected():
         ("reproduce",): ([], {
             "profile": _param(reproduce, "profile"), "out": None, "notebooks": None, "slm": None, "llm": None,
             "device": None, "param": [], "no_progress": False}),
+        ("serve",): ([], {
+            "model": serve.model, "host": serve.host, "port": serve.port, "dtype": serve.dtype,
+            "max_model_len": serve.max_model_len, "kv_cache_gb": serve.kv_cache_gb,
+            "prefix_caching": serve.prefix_caching, "eager": serve.enforce_eager, "package": serve.package,
+            "env_dir": serve.env_dir, "setup_only": False}),
     }
 
 

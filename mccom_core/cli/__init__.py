@@ -20,7 +20,7 @@ from mccom_core.errors import MccomError
 # Sub-command modules, in the order ``mccom --help`` lists them. A name whose module is not
 # present in this installation is simply not offered (an import error in one that is
 # present still raises).
-_COMMAND_MODULES = ("complete", "quickstart", "bench", "retrieve", "ladder", "reproduce", "lab")
+_COMMAND_MODULES = ("complete", "quickstart", "bench", "retrieve", "ladder", "reproduce", "lab", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,9 @@ One entry point, :func:`load_model`, accepts four kinds of spec:
 * a local directory holding a transformers checkpoint;
 * a ``.gguf`` file (converted and cached the same way, keyed by its sha256);
 * a Hugging Face hub id such as ``Qwen/Qwen2.5-Coder-1.5B`` (for users with network
-  access; nothing is ever downloaded silently in the registry path).
+  access; nothing is ever downloaded silently in the registry path);
+* a registered scheme (:data:`SPEC_SCHEMES`): ``openai:<base URL>#<served name>`` is a model
+  behind an OpenAI-compatible server (:mod:`mccom_core.lm.remote`).
 
 Anything else raises :class:`~mccom_core.errors.MccomError` naming the spec and what to do.
 """
@@ -26,12 +28,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mccom_core.errors import MccomError
 from mccom_core.provenance import file_sha256
 from mccom_core.lm.registry import REGISTRY, assemble_gguf
 from mccom_core.paths import cache_dir
+
+# Specs "scheme:..." that another module answers, e.g. "openai:" (mccom_core.lm.remote registers
+# its loader here when mccom_core.lm is imported). A loader takes (spec, device, dtype, progress).
+SPEC_SCHEMES: dict[str, Callable[..., Any]] = {}
 
 # Bump when the layout of a converted-model cache entry changes.
 _CACHE_FORMAT = 1
@@ -214,6 +220,9 @@ def load_model(spec: str, device: str | Any = "auto", dtype: str | Any = "auto",
     """
     if not isinstance(spec, str) or not spec.strip():
         raise MccomError(f"empty model spec {spec!r}: use one of {', '.join(REGISTRY)}")
+    scheme = spec.split(":", 1)[0]
+    if scheme in SPEC_SCHEMES:
+        return SPEC_SCHEMES[scheme](spec, device=device, dtype=dtype, progress=progress)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     start = time.perf_counter()
