@@ -163,7 +163,8 @@ def _expected():
             "device": _param(run_benchmark, "device"), "slm": cascade.slm, "llm": cascade.llm, "ablation": [],
             "max_left_tokens": cascade.max_left_tokens, "retrieved_tokens": cascade.retrieved_tokens,
             "stage1_drafter": cascade.stage1_drafter, "context_draft_len": cascade.context_draft_len,
-            "stage2_drafter": cascade.stage2_drafter, "warm": cascade.warm, "quiet": False}),
+            "stage2_drafter": cascade.stage2_drafter, "warm": cascade.warm, "workers": None, "ray_address": None,
+            "quiet": False}),
         ("retrieve", "index"): (["r"], index),
         ("retrieve", "query"): (["r", "f.py", "--line", "3"], {
             **index, "file": "f.py", "line": 3, "strategy": "round1",
@@ -181,7 +182,7 @@ def _expected():
             "benchmark": live.benchmark, "models": live.models, "problems": live.problems, "k": live.k,
             "runs": live.runs, "seed": live.seed, "max_new_tokens": live.max_new_tokens,
             "batch_size": live.batch_size, "chunk": live.chunk, "device": live.device, "threads": live.threads,
-            "out": "o"}),
+            "workers": None, "ray_address": None, "out": "o"}),
         ("lab",): ([], {
             "root": lab.root, "port": lab.port, "ip": lab.ip, "no_browser": False, "setup_only": False, "extra": []}),
         ("reproduce",): ([], {

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,6 +34,7 @@ from mccom_core.cascade.snapshots import materialize
 from mccom_core.cascade.engine import Cascade, CascadeConfig, config_hash
 from mccom_core.errors import MccomError
 from mccom_core.jsonl import JsonlWriter, read_jsonl, repair
+from mccom_core.lm.distributed import ClusterConfig
 from mccom_core.provenance import cpu_name, package_versions
 from mccom_core.retrieval.retrievers import load_index
 
@@ -100,7 +103,7 @@ def run_benchmark(
     tasks, out, config: CascadeConfig = CascadeConfig(), *, limit: int | None = None,
     kind: str | None = None, device: str = "auto", slm=None, llm=None, progress: bool = True,
     snapshot: Callable[[str, str], Path] = materialize, index_loader: Callable = load_index,
-    seed: Sequence[str | os.PathLike] = (),
+    seed: Sequence[str | os.PathLike] = (), cluster: ClusterConfig | None = None,
 ) -> RunReport:
     """Run every selected task through the branches of ``config``, appending rows to ``out``.
 
@@ -123,6 +126,10 @@ def run_benchmark(
     seed:
         Results files that are read, never written (e.g. committed rows): their rows of this
         config count as done, so only what none of them holds is run and appended to ``out``.
+    cluster:
+        Shard the tasks over Ray workers (see :mod:`mccom_core.lm.distributed`); each loads
+        ``config.slm`` / ``config.llm`` by spec once, and this process appends every finished
+        task's rows to ``out``, so resuming works as after a serial run. None: run here.
     """
     start = time.perf_counter()
     out, chash = Path(out), config_hash(config)
@@ -142,7 +149,13 @@ def run_benchmark(
     todo = [t for t in selected if not set(config.branches) <= set(done.get(t.task_id, {}))]
 
     written, cascade, meta = 0, None, {}
-    if todo:
+    if todo and cluster is not None:
+        if slm is not None or llm is not None:
+            raise MccomError("loaded models cannot be sent to Ray workers: leave slm/llm out, the "
+                             "workers load config.slm and config.llm by spec")
+        written = _run_sharded(cluster, [(t, done.get(t.task_id)) for t in todo], out, config,
+                               partial(_TaskWorker, config, device, snapshot, index_loader), skipped, progress)
+    elif todo:
         writer = JsonlWriter(out)
         contexts = _Contexts(snapshot, index_loader, config)
         try:
@@ -167,6 +180,58 @@ def run_benchmark(
             writer.close()
     return RunReport(out, chash, len(selected), written, existing, tuple(skipped),
                      time.perf_counter() - start, dropped)
+
+
+def _run_sharded(cluster, jobs, out: Path, config: CascadeConfig, setup: Callable,
+                 skipped: list, progress: bool) -> int:
+    """The sharded loop: workers compute whole tasks, this process is the file's one writer."""
+    from mccom_core.lm.distributed import shard
+
+    written = 0
+
+    def append(job, result):
+        nonlocal written
+        rows, reason = result
+        for row in rows:
+            writer.write({**row, "written_at": time.time()})
+        written += len(rows)
+        if reason is not None:
+            skipped.append((job[0].task_id, reason))
+
+    with JsonlWriter(out) as writer:
+        shard(cluster, setup, jobs, append, progress=progress)
+    return written
+
+
+class _TaskWorker:
+    """A Ray worker's state in a sharded run: the task contexts and, once a task can run, the
+    models (loaded once per worker, like the serial run's). Called with ``(task, stored rows)``,
+    it returns the task's rows (carrying what the serial rows carry, plus the ``host``) and the
+    reason it stopped early, if it did."""
+
+    def __init__(self, config: CascadeConfig, device, snapshot, index_loader):
+        self.config, self.device = config, device
+        self.contexts = _Contexts(snapshot, index_loader, config)
+        self.cascade, self.meta = None, {}
+
+    def __call__(self, job) -> tuple[list[dict], str | None]:
+        task, stored = job
+        try:
+            left, right, index = self.contexts.get(task)
+        except MccomError as exc:
+            return [], str(exc)
+        if self.cascade is None:  # as in the serial loop: a bad model spec is fatal
+            self.cascade = Cascade(*_models(self.config, None, None, self.device), self.config)
+            self.meta = {**_metadata(self.config, config_hash(self.config), self.cascade),
+                         "host": socket.gethostname()}
+            _warm_up(self.cascade)
+        rows = []
+        try:
+            for row in self.cascade.run(task, left, right, index, stored):
+                rows.append({**row, **self.meta, "load_average": round(os.getloadavg()[0], 2)})
+        except MccomError as exc:  # the rows before it are kept, as in the serial loop
+            return rows, str(exc)
+        return rows, None
 
 
 def _models(config: CascadeConfig, slm, llm, device):

@@ -13,6 +13,7 @@ from mccom_core.paths import DEFAULT_TASKS
 BENCHMARK = "mccom_core.cascade.tasks:BenchmarkConfig"
 CASCADE = "mccom_core.cascade.engine:CascadeConfig"
 RUN_BENCHMARK = "mccom_core.cascade.runner:run_benchmark"
+CLUSTER = "mccom_core.lm.distributed:ClusterConfig"
 
 BUILD_HELP = ("Build line/stmt completion tasks. Either from a definition file (all its repositories, pinned "
               "and hashed), or from one repository given as NAME==VERSION (a PyPI sdist) or a local directory.")
@@ -112,6 +113,11 @@ def _register_run(sub) -> None:
                      help="drafter after a rejection (default: %(default)s)")
     run.add_argument("--warm", action=argparse.BooleanOptionalAction, default=default(CASCADE, "warm"),
                      help="also time the SLM with a warm prefix cache (default: %(default)s)")
+    run.add_argument("--workers", type=int, help="shard the tasks over N Ray workers, each loading the models once; "
+                     "this process appends every finished task's rows to --out (default: a serial run, no Ray)")
+    run.add_argument("--ray-address", default=default(CLUSTER, "address"),
+                     help="with --workers: a running Ray cluster, 'auto' or host:port "
+                     "(default: start a local cluster with this machine's cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
@@ -119,6 +125,7 @@ def _register_run(sub) -> None:
 def _run(args: argparse.Namespace) -> int:
     from mccom_core.cascade.engine import CascadeConfig
     from mccom_core.cascade.runner import run_benchmark
+    from mccom_core.lm.distributed import cluster_config
 
     config = CascadeConfig(
         slm=args.slm, llm=args.llm, max_left_tokens=args.max_left_tokens,
@@ -127,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
         stage2_drafter=args.stage2_drafter, warm=args.warm,
     ).with_ablations(*args.ablation)
     report = run_benchmark(args.tasks, args.out, config, limit=args.limit, kind=args.kind,
-                           device=args.device, progress=not args.quiet)
+                           device=args.device, progress=not args.quiet,
+                           cluster=cluster_config(args.workers, args.ray_address))
     for where, reason in report.skipped:
         print(f"skipped {where}: {reason}", file=sys.stderr)
     print(f"{report.rows_written} rows written, {report.rows_existing} already there "

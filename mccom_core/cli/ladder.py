@@ -12,6 +12,7 @@ RUN_REPLAY = "mccom_core.ladder.replay:run_replay"
 SANDBOX = "mccom_core.ladder.sandbox:SandboxConfig"  # ReplayConfig's default sandbox is SandboxConfig()
 RUN_PLANS = "mccom_core.ladder.plans:run_plans"
 LIVE = "mccom_core.ladder.live:LiveConfig"
+CLUSTER = "mccom_core.lm.distributed:ClusterConfig"
 # `ladder live` options: LiveConfig field, type, help. Each default is the field's.
 LIVE_OPTIONS = (
     ("benchmark", str, "humaneval | mbpp"),
@@ -86,6 +87,11 @@ def register(subparsers) -> None:
         shown = "" if "(default:" in text else " (default: %(default)s)"
         lv.add_argument(f"--{field.replace('_', '-')}", nargs="+" if field == "models" else None, type=kind,
                         default=default(LIVE, field), help=text + shown)
+    lv.add_argument("--workers", type=int, help="shard each model's chunks over N Ray workers, each loading "
+                    "the model once; this process appends them (default: a serial run, no Ray)")
+    lv.add_argument("--ray-address", default=default(CLUSTER, "address"),
+                    help="with --workers: a running Ray cluster, 'auto' or host:port "
+                    "(default: start a local cluster with this machine's cores)")
     lv.add_argument("--out", required=True, help="output folder (replay layout + outcomes)")
     lv.set_defaults(func=_live)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
@@ -127,9 +133,10 @@ def _plans(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace) -> int:
     from mccom_core.ladder.live import LiveConfig, run_live
+    from mccom_core.lm.distributed import cluster_config
 
     options = {field: getattr(args, field) for field, _, _ in LIVE_OPTIONS}
     config = LiveConfig(**{**options, "models": tuple(args.models)})
-    paths = run_live(config, args.out)
+    paths = run_live(config, args.out, cluster=cluster_config(args.workers, args.ray_address))
     print(json.dumps(paths, indent=1))
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import pandas as pd
 
 from mccom_core.errors import MccomError
 from mccom_core.jsonl import JsonlWriter, read_jsonl, repair
+from mccom_core.lm.distributed import ClusterConfig
 from mccom_core.ladder.data import (COLUMNS, Generations, Problem, load_problems, write_replay_dir)
 
 # A solution continues the prompt's indented function body, so the first line that starts
@@ -226,11 +228,16 @@ def _read_partial(path: Path | None) -> dict[tuple, dict]:
 
 
 def generate_model(loaded, model_name: str, problems: dict[int, Problem], config: LiveConfig,
-                   partial: Path | None = None) -> tuple[pd.DataFrame, dict]:
+                   partial: Path | None = None, cluster: ClusterConfig | None = None,
+                   loader=None) -> tuple[pd.DataFrame, dict]:
     """Every row (greedy and sampled runs) of one model, and its timing.
 
     With ``partial`` (a JSONL path), chunks recorded there are reused and new ones appended
     as they finish. ``seconds`` and ``generated_tokens`` sum over all chunks, reused or not.
+    With ``cluster``, the missing chunks are sharded over Ray workers that each load the model
+    with ``loader(model_name, config.device)`` (``loaded`` is not used); this process appends
+    them to ``partial`` as they finish. A chunk's seed is fixed by its place in the job list,
+    so it generates the same rows on any worker (given the same torch threads).
     """
     if config.chunk < 1:
         raise MccomError(f"LiveConfig.chunk must be >= 1, got {config.chunk}")
@@ -238,18 +245,21 @@ def generate_model(loaded, model_name: str, problems: dict[int, Problem], config
     done = _read_partial(partial)
     jobs = [(run, numbers[i: i + config.chunk]) for run in [-1] + list(range(config.runs))
             for i in range(0, len(numbers), config.chunk)]
-    rows, seconds, tokens, reused = [], 0.0, 0, 0
+    rows, seconds, tokens = [], 0.0, 0
+    reused = sum((run, tuple(nums)) in done for run, nums in jobs)
+    if cluster is not None:
+        missing = [(i, run, nums) for i, (run, nums) in enumerate(jobs) if (run, tuple(nums)) not in done]
+        done.update(_shard_chunks(cluster, loader or _load, model_name, problems, config, missing, partial))
     from tqdm.auto import tqdm
 
-    for index, (run, nums) in enumerate(tqdm(jobs, desc=f"{model_name} chunks (greedy first)", unit="chunk")):
+    for index, (run, nums) in enumerate(tqdm(jobs, desc=f"{model_name} chunks (greedy first)", unit="chunk",
+                                             disable=cluster is not None)):
         rec = done.get((run, tuple(nums)))
         if rec is None:
             rec = _generate_chunk(loaded, model_name, problems, nums, run, index, config)
             if partial is not None:
                 with JsonlWriter(partial) as writer:
                     writer.write(rec)
-        else:
-            reused += 1
         rows += rec["rows"]
         seconds, tokens = seconds + rec["seconds"], tokens + rec["tokens"]
     timing = {"seconds": seconds, "generated_tokens": tokens,
@@ -258,21 +268,65 @@ def generate_model(loaded, model_name: str, problems: dict[int, Problem], config
     return pd.DataFrame(rows, columns=COLUMNS), timing
 
 
-def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
+def _load(spec: str, device):
+    from mccom_core.lm.models import load_model
+
+    return load_model(spec, device=device)
+
+
+class _ChunkWorker:
+    """A Ray worker's state in a sharded live run: one model, loaded and warmed once."""
+
+    def __init__(self, loader, model_name: str, problems: dict[int, Problem], config: LiveConfig):
+        from mccom_core.lm.models import warm_up
+
+        self.loaded = loader(model_name, config.device)
+        warm_up(self.loaded)
+        self.model_name, self.problems, self.config = model_name, problems, config
+
+    def __call__(self, job) -> dict:
+        index, run, nums = job
+        rec = _generate_chunk(self.loaded, self.model_name, self.problems, nums, run, index, self.config)
+        return {**rec, "host": socket.gethostname()}
+
+
+def _shard_chunks(cluster: ClusterConfig, loader, model_name: str, problems: dict[int, Problem],
+                  config: LiveConfig, jobs: list, partial: Path | None) -> dict[tuple, dict]:
+    """Generate ``jobs`` ((index, run, numbers)) on the cluster; append each to ``partial``."""
+    from functools import partial as bind
+
+    from mccom_core.lm.distributed import shard
+
+    new, writer = {}, JsonlWriter(partial) if partial is not None else None
+
+    def keep(job, rec):
+        if writer is not None:
+            writer.write(rec)
+        new[(rec["run"], tuple(rec["numbers"]))] = rec
+
+    try:
+        shard(cluster, bind(_ChunkWorker, loader, model_name, problems, config), jobs, keep,
+              progress=True, desc=f"{model_name} chunks")
+    finally:
+        if writer is not None:
+            writer.close()
+    return new
+
+
+def record_live(config: LiveConfig, out_dir: str | Path, loader=None, cluster: ClusterConfig | None = None) -> Path:
     """Generate (resuming per chunk) and write the replay layout; returns ``out_dir/replay``.
 
     ``loader(spec, device)`` returns an object with ``.model``, ``.tokenizer``, ``.device``;
-    default :func:`mccom_core.lm.models.load_model`.
+    default :func:`mccom_core.lm.models.load_model`. With ``cluster``, each model's chunks are
+    sharded over Ray workers that call ``loader`` themselves (so it must pickle: a module-level
+    function), and the models are never loaded here.
     """
     out = Path(out_dir)
     replay_dir = out / "replay"
     timings_path = out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     problems = load_benchmark(config)
-    if loader is None:
-        from mccom_core.lm.models import load_model
-
-        loader = lambda spec, device: load_model(spec, device=device)  # noqa: E731
+    loader = loader or _load
     if config.threads:
         import torch
 
@@ -283,15 +337,19 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
         if ({k: previous.get(k) for k in recording} == recording
                 and (replay_dir / "answer" / model_name).is_dir()):
             continue  # recorded by an earlier, interrupted run with these settings and problems
-        loaded = loader(model_name, config.device)
-        from mccom_core.lm.models import warm_up
+        loaded, device = None, f"{config.device} on {cluster.workers} Ray workers" if cluster else None
+        if cluster is None:
+            from mccom_core.lm.models import warm_up
 
-        warm_up(loaded)  # untimed: the first chunk is not the one that pages the weights in
+            loaded = loader(model_name, config.device)
+            warm_up(loaded)  # untimed: the first chunk is not the one that pages the weights in
+            device = str(loaded.device)
         load_start = os.getloadavg()[0]
         frame, timing = generate_model(loaded, model_name, problems, config,
-                                       partial=out / "partial" / f"{model_name}-{_partial_key(config)}.jsonl")
+                                       partial=out / "partial" / f"{model_name}-{_partial_key(config)}.jsonl",
+                                       cluster=cluster, loader=loader)
         write_replay_dir(Generations(problems, frame, (model_name,)), replay_dir, samples=config.k)
-        timings[model_name] = {**timing, "device": str(loaded.device), **recording,
+        timings[model_name] = {**timing, "device": device, **recording,
                                "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)]}
         out.mkdir(parents=True, exist_ok=True)
         timings_path.write_text(json.dumps(timings, indent=1))
@@ -301,11 +359,13 @@ def record_live(config: LiveConfig, out_dir: str | Path, loader=None) -> Path:
     return replay_dir
 
 
-def run_live(config: LiveConfig, out_dir: str | Path, loader=None) -> dict[str, str]:
-    """Record a live ladder, execute it in the sandbox, write outcomes like ``run_replay``."""
+def run_live(config: LiveConfig, out_dir: str | Path, loader=None,
+             cluster: ClusterConfig | None = None) -> dict[str, str]:
+    """Record a live ladder (sharded over ``cluster`` if given), execute it in the sandbox,
+    write outcomes like ``run_replay``."""
     from mccom_core.ladder.replay import ReplayConfig, run_replay
 
-    replay_dir = record_live(config, out_dir, loader)
+    replay_dir = record_live(config, out_dir, loader, cluster)
     k_grid = tuple(k for k in (0, 1, 2, 3, 4, 5, 10) if k <= config.k)
     paths = run_replay(replay_dir, out_dir, models=config.models, runs=config.runs, samples=config.k,
                        config=ReplayConfig(k_grid=k_grid))
