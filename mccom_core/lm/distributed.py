@@ -100,8 +100,11 @@ def shard(cluster: ClusterConfig, setup: Callable[[], Callable], jobs: Iterable,
     jobs = list(jobs)
     if not jobs:
         return ShardReport(0, 0, 0, 0)
-    import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    try:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+    except ImportError:
+        raise MccomError("--workers needs Ray: pip install 'ray>=2.10' (or leave out --workers)") from None
     from tqdm.auto import tqdm
 
     started_here = _connect(ray, cluster)
