@@ -35,7 +35,7 @@ class ClusterConfig:
     # None starts a local cluster with this machine's cores (and stops it after the run);
     # "auto" or "host:port" joins a running one (``ray start --head`` on its head node).
     address: str | None = None
-    # CPUs each worker reserves; None = the cluster's CPUs / workers. Torch gets the whole
+    # CPUs each worker reserves; None = the cluster's CPUs / workers (at most a node's). Torch gets the whole
     # part of it as threads (at least 1): more threads than cores only spin and wait.
     cpus_per_worker: float | None = None
     retries: int = 3  # resubmissions of one job after its worker died, before the run fails
@@ -108,7 +108,7 @@ def shard(cluster: ClusterConfig, setup: Callable[[], Callable], jobs: Iterable,
     from tqdm.auto import tqdm
 
     started_here = _connect(ray, cluster)
-    share = cluster.cpus_per_worker or max(ray.cluster_resources().get("CPU", 1.0) / cluster.workers, 0.01)
+    share = cluster.cpus_per_worker or _share(ray, cluster.workers)
     threads = max(1, int(share))
     remote = ray.remote(num_cpus=share, max_restarts=0, max_task_retries=0)(_Worker)
     actors, idle, running = [], [], {}
@@ -153,6 +153,12 @@ def shard(cluster: ClusterConfig, setup: Callable[[], Callable], jobs: Iterable,
         if started_here:
             ray.shutdown()
     return ShardReport(finished, retried, len(actors), threads)
+
+
+def _share(ray, workers: int) -> float:
+    """CPUs per worker: the cluster's over the workers, at most one node's (a worker runs on one)."""
+    node = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=1.0)
+    return max(min(ray.cluster_resources().get("CPU", 1.0) / workers, node), 0.01)
 
 
 def _connect(ray, cluster: ClusterConfig) -> bool:
