@@ -78,8 +78,7 @@ def test_server_command_serves_the_spec_name_with_prefix_caching():
     cmd = server_command(ServeConfig(model=MODEL, port=8123), Path("/env/bin/python"), "/cache/ckpt")
     assert cmd == ["/env/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/cache/ckpt",
                    "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", "8123", "--dtype", "float32",
-                   "--max-model-len", "4096", "--generation-config", "vllm",
-                   "--logprobs-mode", "processed_logprobs", "--enable-prefix-caching"]
+                   "--max-model-len", "4096", "--logprobs-mode", "processed_logprobs", "--enable-prefix-caching"]
     eager = server_command(ServeConfig(enforce_eager=True, prefix_caching=False), Path("p"), "f")
     assert eager[-2:] == ["--no-enable-prefix-caching", "--enforce-eager"]
 

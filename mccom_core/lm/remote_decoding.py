@@ -99,6 +99,9 @@ def _request(rm: RemoteModel, s: _State, max_tokens: int, stop=None, allowed=Non
     finish) with finish "eos", "stop" (a stop string), or "length". Adds its time to ``s.timings``."""
     import math
 
+    # Explicit greedy settings: a server may otherwise default them from the model's
+    # generation_config.json (a repetition penalty changes greedy output). Its end-of-sequence
+    # ids it keeps, as the in-process path does.
     body = {"return_tokens_as_token_ids": True, "repetition_penalty": 1.0}
     if allowed is not None:
         body["allowed_token_ids"] = allowed
@@ -107,7 +110,7 @@ def _request(rm: RemoteModel, s: _State, max_tokens: int, stop=None, allowed=Non
         t0 = time.perf_counter()
         stream = rm.client.completions.create(
             model=rm.config.model, prompt=s.ids + s.gen, max_tokens=max_tokens, temperature=0.0,
-            logprobs=1, stop=stop, stream=True, extra_body=body)
+            presence_penalty=0.0, frequency_penalty=0.0, logprobs=1, stop=stop, stream=True, extra_body=body)
         tokens, finish, first = [], None, None
         for chunk in stream:
             choice = chunk.choices[0]
@@ -118,7 +121,9 @@ def _request(rm: RemoteModel, s: _State, max_tokens: int, stop=None, allowed=Non
                 tokens.append((_token_id(name), math.exp(logprob) if logprob is not None else float("nan")))
             if choice.finish_reason:
                 stop_reason = (choice.model_extra or {}).get("stop_reason")
-                finish = "eos" if choice.finish_reason == "stop" and stop_reason is None else choice.finish_reason
+                # vLLM: None for the EOS token, the id for another stop token, the string for a stop string
+                eos = choice.finish_reason == "stop" and not isinstance(stop_reason, str)
+                finish = "eos" if eos else choice.finish_reason
         return tokens, finish, t0, first
 
     tokens, finish, t0, first = call(rm.config, run)

@@ -118,8 +118,6 @@ def server_command(config: ServeConfig, python: Path, folder: str) -> list[str]:
     cmd = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
            "--served-model-name", config.model, "--host", config.host, "--port", str(config.port),
            "--dtype", config.dtype, "--max-model-len", str(config.max_model_len),
-           # the model's generation_config.json would change sampling defaults (repetition penalty)
-           "--generation-config", "vllm",
            # log probabilities after allowed_token_ids, so token healing's are renormalized
            "--logprobs-mode", "processed_logprobs"]
     cmd.append("--enable-prefix-caching" if config.prefix_caching else "--no-enable-prefix-caching")
