@@ -176,3 +176,32 @@ def test_prompt_beyond_the_server_context_says_what_to_change(pair):
     _, remote_lm = pair
     with pytest.raises(MccomError, match="exceeds the server's context of 4096"):
         complete_remote(remote_lm, "x = 1\n" * 3000, DecodeConfig())
+
+
+@pytest.mark.slow
+def test_bench_run_with_the_served_llm_gives_the_in_process_rows(pair, server, tmp_path):
+    """`mccom bench run --llm <server spec>` on real tasks: every row's output equals the row of
+    the same run with the LLM in-process (same tokens), stage-2 drafts or not."""
+    from dataclasses import replace
+
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.cascade.runner import read_results, run_benchmark
+    from mccom_core.cli import main
+    from mccom_core.paths import DEFAULT_TASKS
+
+    local_lm, _ = pair
+    config = CascadeConfig(slm=MODEL, llm=MODEL, warm=False)
+    run_benchmark(DEFAULT_TASKS, tmp_path / "local.jsonl", config, limit=2, kind="line", slm=local_lm,
+                  llm=local_lm, progress=False)
+    assert main(["bench", "run", "--out", str(tmp_path / "served.jsonl"), "--limit", "2", "--kind", "line",
+                 "--slm", MODEL, "--llm", server.spec, "--no-warm", "--device", "cpu", "--quiet"]) == 0
+    local = read_results(tmp_path / "local.jsonl").set_index(["task_id", "branch"]).sort_index()
+    served = read_results(tmp_path / "served.jsonl").set_index(["task_id", "branch"]).sort_index()
+    assert list(served.index) == list(local.index) and len(local) == 2 * len(config.branches)
+    assert set(served["llm_spec"]) == {server.spec} and set(local["llm_spec"]) == {MODEL}
+    for column in ("prediction", "token_ids", "em", "stop_reason", "n_heal_tokens", "prompt_tokens"):
+        assert served[column].tolist() == local[column].tolist(), column
+    assert served["confidence"].tolist() == pytest.approx(local["confidence"].tolist(), abs=2e-3)
+    llm_rows = served[served["role"] == "llm"]
+    assert (llm_rows["model"] == server.spec).all() and (llm_rows["prefill_ms"] > 0).all()
+    assert replace(config, llm=server.spec) != config  # the served rows are a config of their own

@@ -236,7 +236,7 @@ class Cascade:
             "warm_prefill_ms": None, "warm_decode_ms": None, "warm_draft_ms": None,
             "warm_reused_tokens": None, "warm_same_output": None,
         }
-        if spec.role == "slm" and self.config.warm:
+        if spec.role == "slm" and self.config.warm and not getattr(lm, "served", False):  # a server keeps its own cache
             row.update(self._warm_timings(lm, spec, prompt, left, decode, extra, draft, out.text))
         return row
 

@@ -114,6 +114,10 @@ def complete(
 
     Parameters
     ----------
+    lm:
+        A :class:`~mccom_core.lm.models.LoadedModel`, or a served model
+        (:class:`~mccom_core.lm.remote.RemoteModel`), which decodes on its server
+        (:func:`~mccom_core.lm.remote_decoding.complete_remote`).
     prompt:
         A :class:`~mccom_core.lm.prompts.Prompt` or a raw prompt string.
     config:
@@ -127,6 +131,10 @@ def complete(
         the prefill then covers only the tokens after the common prefix
         (``Completion.extra["reused_tokens"]``).
     """
+    if getattr(lm, "served", False):
+        # A model behind a server (mccom_core.lm.remote) decodes there, under the same rules;
+        # its server keeps its own prefix cache, so ``prefix_cache`` has nothing to hold.
+        return lm.complete(prompt, config, drafter=drafter, draft_ids=draft_ids)
     # Tokenize the prompt, back off its last token for healing, check it fits the context.
     ids, heal = _prepare_prompt(lm, prompt, config)
     # Tell the drafter what it drafts from.

@@ -269,6 +269,8 @@ def warm_up(lm: LoadedModel, n_tokens: int = 256) -> None:
 
     if n_tokens < 1:
         return
+    if getattr(lm, "served", False):  # a model behind a server: one request of that length
+        return lm.warm_up(n_tokens)
     ids = torch.full((1, n_tokens), int(getattr(lm.tokenizer, "eos_token_id", None) or 0), device=lm.device)
     with torch.inference_mode():
         lm.model(input_ids=ids, use_cache=False)

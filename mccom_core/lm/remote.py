@@ -89,9 +89,28 @@ class RemoteModel:
     dtype: str = "server"
     from_cache: bool = True
 
+    served = True  # decoding.complete hands this model's completions to its server
+
     @property
     def name(self) -> str:
         return self.spec
+
+    def complete(self, prompt, config, drafter=None, draft_ids=None):
+        """Greedy completion on the server (:func:`~mccom_core.lm.remote_decoding.complete_remote`).
+
+        A drafter other than plain decoding is not run here: the server does the forward
+        passes, and its output is the plain greedy one either way.
+        """
+        from mccom_core.lm.remote_decoding import complete_remote
+
+        return complete_remote(self, prompt, config)
+
+    def warm_up(self, n_tokens: int = 256) -> None:
+        """One untimed request of ``n_tokens`` prompt tokens and one new token (see
+        :func:`~mccom_core.lm.models.warm_up`): the server's first request is not a timed one."""
+        ids = [int(getattr(self.tokenizer, "eos_token_id", None) or 0)] * n_tokens
+        call(self.config, lambda: self.client.completions.create(
+            model=self.config.model, prompt=ids, max_tokens=1, temperature=0.0))
 
     @property
     def source(self) -> str:
