@@ -151,10 +151,13 @@ def config_hash(config: CascadeConfig) -> str:
     """A short stable hash of everything in ``config`` that changes a branch row.
 
     ``branches`` is left out: a row is keyed by its branch name anyway, so adding an
-    ablation to a finished run computes only the new branches.
+    ablation to a finished run computes only the new branches. Retrieval options added
+    later are left out while at their old behaviour (``RetrievalConfig.hash_fields``), so
+    older rows keep their hash.
     """
     data = asdict(config)
     data.pop("branches")
+    data["retrieval"] = config.retrieval.hash_fields()
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -143,6 +143,10 @@ class RepoIndex:
                 raise MccomError(f"{path} is not inside the indexed repository {self.root}") from exc
         return p.as_posix()
 
+    def file_id(self, path: str | os.PathLike) -> int | None:
+        """The index of ``path`` in :attr:`paths` (None for a file not indexed)."""
+        return self._path_ids.get(self.relative_path(path))
+
     def eligible(self, target_path: str | os.PathLike | None = None,
                  target_span: tuple[int, int] | None = None) -> np.ndarray:
         """Boolean mask of windows that may be retrieved for a completion target.
@@ -158,7 +162,7 @@ class RepoIndex:
         if start < 0 or end < start:
             raise MccomError(f"target span {target_span} is not a 0-based half-open line span")
         end = max(end, start + 1)
-        file_id = self._path_ids.get(self.relative_path(target_path))
+        file_id = self.file_id(target_path)
         if file_id is None:  # a file not in the index leaks nothing
             return mask
         overlap = (self.window_file == file_id) & (self.window_start < end) & (self.window_end > start)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -34,6 +34,15 @@ FUSION_SCHEDULES: dict[str, Callable[[float, float], float]] = {
     "sqrt": lambda c, _: math.sqrt(c),  # round 2 matters even for unsure drafts
     "constant": lambda _, weight: weight,  # ignore confidence: w = fusion_weight
 }
+
+# What to drop as already shown by the prompt (see mccom_core.retrieval.redundancy).
+EXCLUDE_VISIBLE = ("none", "span", "span+text")
+
+# Options added after cascade rows were keyed by their config hash, at the values that keep the
+# behaviour from before them. While all of them are at these values RetrievalConfig.hash_fields
+# leaves them out, so the hashes of configs at the old behaviour, and the rows keyed by them,
+# stay what they were (mccom_core.cascade.engine.config_hash). Add any later option here too.
+LEGACY_DEFAULTS = {"exclude_visible": "none", "dedupe": False, "near_duplicate": 0.8}
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,14 @@ class RetrievalConfig:
     retrieved_share: float = 0.5  # the retrieved block gets at most this share of the budget
     fusion_schedule: str = "confidence"  # w = f(confidence): a FUSION_SCHEDULES name
     fusion_weight: float = 0.5  # w for the "constant" schedule
+    # Off by default: the ablation's old behaviour, until measured (issue 22). "span": drop
+    # target-file windows the prompt mostly shows already; "span+text": also near-duplicates
+    # of the shown text in any file (see mccom_core.retrieval.redundancy).
+    exclude_visible: str = "none"
+    dedupe: bool = False  # drop windows that mostly repeat a higher-ranked one
+    # Token-set Jaccard at or above which two stretches of code are near-duplicates: the
+    # threshold of Allamanis (2019) for identifier sets in code corpora.
+    near_duplicate: float = 0.8
 
     def __post_init__(self):
         if self.fusion_schedule not in FUSION_SCHEDULES:
@@ -65,7 +82,24 @@ class RetrievalConfig:
         for name in ("retrieved_share", "fusion_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise MccomError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.exclude_visible not in EXCLUDE_VISIBLE:
+            raise MccomError(f"unknown exclude_visible {self.exclude_visible!r}: choose one of {EXCLUDE_VISIBLE}")
+        if not 0.0 < self.near_duplicate <= 1.0:
+            raise MccomError(f"near_duplicate must lie in (0, 1], got {self.near_duplicate}")
         self.index_config  # validates window_lines, stride, backend, extensions
+
+    @property
+    def filters(self) -> bool:
+        """Whether retrieved windows pass the redundancy filter (any option off its legacy value)."""
+        return self.exclude_visible != "none" or self.dedupe
+
+    def hash_fields(self) -> dict:
+        """``asdict(self)`` without the :data:`LEGACY_DEFAULTS` options while all are at them."""
+        data = asdict(self)
+        if all(data[name] == value for name, value in LEGACY_DEFAULTS.items()):
+            for name in LEGACY_DEFAULTS:
+                del data[name]
+        return data
 
     @property
     def index_config(self) -> IndexConfig:
@@ -80,9 +114,16 @@ class RetrievalConfig:
 class CompletionSite:
     """Where a completion happens and what the cascade knows about it so far.
 
-    ``target_span`` is the 0-based half-open line span of the expected completion in
+    ``left_context`` is the file's text up to the cursor and ``right_context`` the text after
+    the target. ``target_span`` is the 0-based half-open line span of the expected completion in
     ``target_path``; windows overlapping it are never retrieved. ``slm_output`` and
     ``slm_confidence`` (in [0, 1]) are the rejected small-model suggestion, for round 2.
+
+    ``shown_left`` and ``shown_right`` are what of the context the prompt shows: a suffix of
+    ``left_context`` (the part its token budget keeps; None: all of it) and a prefix of
+    ``right_context`` ("" for a left-to-right prompt). Only the redundancy filter
+    (``RetrievalConfig.exclude_visible``) reads them; ``redundancy.shown_context`` sets them as
+    ``build_prompt`` would cut.
     """
 
     left_context: str
@@ -91,6 +132,14 @@ class CompletionSite:
     target_span: tuple[int, int] | None = None
     slm_output: str | None = None
     slm_confidence: float | None = None
+    shown_left: str | None = None
+    shown_right: str = ""
+
+    def __post_init__(self):
+        if self.shown_left is not None and not self.left_context.endswith(self.shown_left):
+            raise MccomError("shown_left must be a suffix of left_context: the part of it the prompt keeps")
+        if not self.right_context.startswith(self.shown_right):
+            raise MccomError("shown_right must be a prefix of right_context: the part of it the prompt shows")
 
 
 @dataclass(frozen=True)

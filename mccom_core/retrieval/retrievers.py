@@ -1,12 +1,14 @@
 """Retriever strategies, selected by name (``RETRIEVERS``): ``none``, ``round1``, ``repocoder``
 (round-2 query alone, no fusion: the RepoCoder baseline) and ``mccom-fused``.
 
-Queries and fusion are in :mod:`mccom_core.retrieval.queries`, prompt assembly in
+Queries and fusion are in :mod:`mccom_core.retrieval.queries`, the filter of windows the prompt
+already shows in :mod:`mccom_core.retrieval.redundancy`, prompt assembly in
 :mod:`mccom_core.retrieval.prompt`. Typical use::
 
     config = RetrievalConfig(backend="bm25s")
     index = load_index(repo_root, config)  # cached per content snapshot
     site = CompletionSite(left, right, task.path, task.span0, slm_output=draft, slm_confidence=0.62)
+    site = shown_context(site, tokenizer, prompt_config)  # only read with exclude_visible on
     hits = get_retriever("mccom-fused", config).retrieve(index, site)
     block = fit_block(hits, tokenizer, 1024)  # block.text -> prompt prefix, block.snippets -> drafter
 """
@@ -22,7 +24,8 @@ from mccom_core.errors import MccomError
 from mccom_core.retrieval.code_tokens import code_tokens
 from mccom_core.retrieval.index import RepoIndex, build_index
 from mccom_core.retrieval.queries import (CompletionSite, Hit, RetrievalConfig, fuse_scores, fusion_weight,
-                                          round1_query, round2_query, top_hits)
+                                          round1_query, round2_query)
+from mccom_core.retrieval.redundancy import novel_top_hits
 
 
 def load_index(repo: str | os.PathLike, config: RetrievalConfig = RetrievalConfig(),
@@ -44,12 +47,18 @@ class Retriever:
         raise NotImplementedError
 
     def retrieve(self, index: RepoIndex, site: CompletionSite, top_k: int | None = None) -> list[Hit]:
-        """The ``top_k`` (default ``config.top_k``) most relevant windows, best first."""
+        """The ``top_k`` (default ``config.top_k``) most relevant windows, best first.
+
+        Every strategy's windows pass the same redundancy filter when the config asks for it
+        (``exclude_visible``, ``dedupe``; see :mod:`mccom_core.retrieval.redundancy`). It runs
+        after scoring, so the fused normalization is the same with and without it.
+        """
         mask = index.eligible(site.target_path, site.target_span)
         scores = self.scores(index, site, mask)
         if scores is None:
             return []
-        return top_hits(index, scores, mask, self.config.top_k if top_k is None else top_k)
+        k = self.config.top_k if top_k is None else top_k
+        return novel_top_hits(index, scores, mask, k, site, self.config)
 
     def _round1(self, index: RepoIndex, site: CompletionSite) -> np.ndarray:
         return index.scores(code_tokens(round1_query(site.left_context, site.right_context, self.config)))
