@@ -152,7 +152,7 @@ def novel_top_hits(index: RepoIndex, scores: np.ndarray, mask: np.ndarray, k: in
     while len(kept) < k:
         ranked = top_hits(index, scores, mask, ask)
         for hit in ranked[seen:]:
-            tokens = set(code_tokens(hit.text))
+            tokens = set(code_tokens(hit.text)) if shown is not None or config.dedupe else set()
             n_lines = hit.window.end - hit.window.start
             if shown is not None and shown.near_duplicate(tokens, n_lines, config.near_duplicate):
                 continue
