@@ -40,6 +40,9 @@ def shown_context(site: CompletionSite, tokenizer, prompt_config=None) -> Comple
 
     ``prompt_config`` is the :class:`mccom_core.lm.prompts.PromptConfig` of the prompt the
     retrieved block goes into (default: ``PromptConfig()``); ``tokenizer`` is its model's.
+    Like ``build_prompt`` it tokenizes the whole left context: with Qwen2.5's tokenizer on the
+    project's 2-core CPU about 5 ms for a 250-line left context and 27 ms for 2,000 lines, so
+    a caller that has the prompt's kept left context can set ``shown_left`` to it instead.
     """
     from mccom_core.lm.prompts import PromptConfig, truncate_left, truncate_right
 
@@ -58,7 +61,7 @@ def shown_spans(site: CompletionSite) -> list[tuple[int, int]]:
     left = site.left_context if site.shown_left is None else site.shown_left
     cursor = site.target_span[0] if site.target_span else site.left_context.count("\n")
     after = site.target_span[1] - 1 if site.target_span else cursor  # the right context's first line
-    spans = [(cursor - left.count("\n"), cursor)]
+    spans = [(max(cursor - left.count("\n"), 0), cursor)]
     if site.shown_right:  # its first piece is on the target's last line; a final "\n" shows no line
         lines = site.shown_right.count("\n") - site.shown_right.endswith("\n")
         spans.append((after + 1, after + 1 + lines))
