@@ -243,3 +243,31 @@ def test_branch_stats(pair, site):
     assert stats.loc["slm", "cold_ms"] == pytest.approx(
         s["retrieval_ms"] + s["prefill_ms"] + s["decode_ms"] + s["draft_ms"])
     assert stats.loc["slm", "warm_ms"] == pytest.approx(stats.loc["slm", "cold_ms"])  # no warm run
+
+
+def test_span_filter_drops_windows_the_prompt_already_shows(pair, site):
+    """With exclude_visible="span", the engine's prompt holds no window of the target file that
+    repeats the left context the prompt shows; the default keeps the old retrieval."""
+    from mccom_core.retrieval.prompt import fit_block
+    from mccom_core.retrieval.queries import CompletionSite
+    from mccom_core.retrieval.redundancy import shown_context, shown_spans
+    from mccom_core.retrieval.retrievers import get_retriever
+
+    slm, llm = pair
+    task, left, right, index = site
+    config = replace(TINY, retrieval=replace(TINY.retrieval, exclude_visible="span"), warm=False)
+    row = Cascade(slm, llm, config).branch(BRANCHES["slm"], task, left, right, index)
+    site_ = shown_context(CompletionSite(left, right, task.path, task.span0), slm.tokenizer, PromptConfig(max_left_tokens=128))
+    old = get_retriever("round1", TINY.retrieval).retrieve(index, CompletionSite(left, right, task.path, task.span0))
+    new = get_retriever("round1", config.retrieval).retrieve(index, site_)
+    spans = shown_spans(site_)
+
+    def repeats(h):
+        overlap = sum(max(0, min(h.window.end, b) - max(h.window.start, a)) for a, b in spans)
+        return h.window.path == task.path and 2 * overlap >= h.window.end - h.window.start
+
+    assert any(repeats(h) for h in old)  # the tiny repository has such windows to drop
+    assert not any(repeats(h) for h in new)
+    block = fit_block(new, slm.tokenizer, TINY.retrieved_tokens)
+    assert row["retrieved_windows"] == len(block.hits)
+    assert config_hash(config) != config_hash(TINY)

@@ -52,6 +52,7 @@ from mccom_core.cascade.metrics import edit_similarity, exact_match
 from mccom_core.lm.models import tokenizers_identical
 from mccom_core.lm.prompts import PromptConfig, build_prompt
 from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig
+from mccom_core.retrieval.redundancy import shown_context
 from mccom_core.retrieval.retrievers import get_retriever
 from mccom_core.retrieval.prompt import fit_block
 
@@ -207,13 +208,13 @@ class Cascade:
         lm = self.slm if spec.role == "slm" else self.llm
         decode = self.config.decode_config(task.kind)
 
+        prompt_config = PromptConfig(max_left_tokens=self.config.max_left_tokens)
         t0 = time.perf_counter()
-        hits = self._retrieve(spec, task, left, right, index, source)
+        hits = self._retrieve(spec, task, left, right, index, source, lm.tokenizer, prompt_config)
         block = fit_block(hits, lm.tokenizer, self.config.retrieved_tokens) if hits else None
         retrieval_ms = (time.perf_counter() - t0) * 1e3 if spec.retriever != "none" else 0.0
 
-        prompt = build_prompt(left, right, lm.tokenizer, PromptConfig(max_left_tokens=self.config.max_left_tokens),
-                              prefix=block.text if block else "")
+        prompt = build_prompt(left, right, lm.tokenizer, prompt_config, prefix=block.text if block else "")
         right_head = "\n".join(right.split("\n")[: self.config.draft_right_lines])
         extra = tuple(block.snippets if block else ()) + ((right_head,) if right_head else ())
         draft = self._stage2_draft(source) if spec.drafting == "stage2" else {}
@@ -245,12 +246,14 @@ class Cascade:
 
     # ----------------------------------------------------------------------------- helpers
 
-    def _retrieve(self, spec, task, left, right, index, source) -> list:
+    def _retrieve(self, spec, task, left, right, index, source, tokenizer, prompt_config) -> list:
         if spec.retriever == "none":
             return []
         if index is None:
             raise MccomError(f"branch {spec.name!r} retrieves ({spec.retriever}): pass the repository index")
         site = CompletionSite(left, right, task.path, task.span0)
+        if self.config.retrieval.exclude_visible != "none":  # what the prompt will show (timed: it is retrieval work)
+            site = shown_context(site, tokenizer, prompt_config)
         if spec.after:  # round 2: the SLM's output and how sure it was
             site = replace(site, slm_output=source["prediction"],
                            slm_confidence=min(max(float(source["confidence"]), 0.0), 1.0))
