@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from mccom_core.errors import MccomError
-from mccom_core.lm.decoding import DecodeConfig, complete
+from mccom_core.lm.decoding import DecodeConfig, _State, complete
 from mccom_core.lm.models import load_model
 from mccom_core.lm.prompts import PromptConfig, build_prompt, split_at_cursor
 from mccom_core.lm.remote import RemoteConfig, load_remote, parse_spec
-from mccom_core.lm.remote_decoding import complete_remote
+from mccom_core.lm.remote_decoding import _take, complete_remote, greedy_choices, take_verified, usable_draft
 from mccom_core.lm.serve import ServeConfig, engine_env, server_command, wait_ready
 
 MODEL = "qwen2.5-coder-0.5b"
@@ -90,6 +90,79 @@ def test_failed_engine_build_names_the_step_and_the_log(tmp_path):
     assert not (tmp_path / "env" / "mccom-ready.json").exists()
 
 
+def test_usable_draft_is_the_draft_after_the_healing_tokens_within_the_budget():
+    assert usable_draft([], [5, 6, 7], 48) == [5, 6, 7]  # no healing: the whole draft
+    assert usable_draft([5], [5, 6, 7], 48) == [6, 7]  # the server re-typed the draft's healed token
+    assert usable_draft([5], [4, 6, 7], 48) is None  # it re-typed another: the draft is dropped
+    assert usable_draft([5, 6], [5], 48) is None  # the draft ends inside the healing tokens
+    assert usable_draft([5], [], 48) == [] and usable_draft([5], [5], 48) == []  # nothing to verify
+    assert usable_draft([], list(range(10, 20)), 4) == [10, 11, 12]  # room for the server's own token
+    assert usable_draft([5, 6], [5, 6, 7, 8], 3) == []
+
+
+def test_greedy_choices_read_the_rank_1_token_of_each_draft_position():
+    entries = [  # vLLM's prompt_logprobs=1 at two draft positions, as JSON gives them
+        {"17": {"logprob": -0.25, "rank": 1, "decoded_token": "token_id:17"}},  # the draft token is first
+        {"23": {"logprob": -2.0, "rank": 3, "decoded_token": "token_id:23"},  # the draft token is third,
+         "40": {"logprob": -0.5, "rank": 1, "decoded_token": "token_id:40"}},  # 40 is the greedy choice
+    ]
+    assert greedy_choices(entries, [(99, 0.75)]) == [(17, pytest.approx(0.7788, abs=1e-4)),
+                                                     (40, pytest.approx(0.6065, abs=1e-4)), (99, 0.75)]
+    assert greedy_choices([], []) == []
+    with pytest.raises(MccomError, match="no prompt log probabilities at a draft position"):
+        greedy_choices([None], [])
+
+
+def state(tok, prompt: str) -> _State:
+    return _State(tok(prompt, add_special_tokens=False)["input_ids"], "", None, {tok.eos_token_id},
+                  cache=None, reused=0, feed=[])
+
+
+def plain_take(tok, prompt, tokens, config) -> _State:
+    """The tokens taken one by one as the streamed greedy requests take them."""
+    s = state(tok, prompt)
+    for token in tokens:
+        if _take(tok, s, token, 0.5, False, config):
+            break
+    return s
+
+
+@pytest.mark.parametrize("case", ["all right", "wrong at 2", "stop inside the draft", "token cap", "eos"])
+def test_verified_choices_are_taken_as_plain_greedy_takes_them(tiny_tokenizer, case):
+    tok = tiny_tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt, config = "def add(a, b):\n", DecodeConfig()
+    server = ids("    return a + b\n")  # what the server writes greedily: '   ', ' return', ..., '\n'
+    draft = server[:-1]  # stops before the newline: the server's token after it ends the line
+    if case == "wrong at 2":
+        draft = server[:2] + ids(" b + a")
+    elif case == "stop inside the draft":
+        draft = server + ids("z = 1")  # runs past the line end
+    elif case == "token cap":
+        config = DecodeConfig(max_new_tokens=3)
+        draft = usable_draft([], server, config.max_new_tokens)
+    elif case == "eos":
+        server = server[:3] + [tok.eos_token_id]
+    # The server's choice after the prompt and after each draft token (and its generated token).
+    choices = [(server[i] if i < len(server) else 0, 0.5) for i in range(len(draft) + 1)]
+    if case == "wrong at 2":
+        choices = [(t, 0.5) for t in server[:3]]  # row 2 holds the server's ' a', not the draft's ' b'
+    s = state(tok, prompt)
+    accepted = take_verified(tok, s, draft, choices, config)
+    plain = plain_take(tok, prompt, server, config)
+    n = len(s.gen)
+    assert s.gen == server[:n] and s.probs == [0.5] * n
+    if s.result is not None:  # stopped: exactly where plain greedy stops, for the same reason
+        assert (s.gen, s.result) == (plain.gen, plain.result)
+    line = ("    return a + b", "newline")
+    expected = {"all right": (len(draft), line),  # the whole draft, then the server's newline
+                "wrong at 2": (2, None),  # two accepted, then the server's token; decoding goes on
+                "stop inside the draft": (len(server) - 1, line),  # the matching newline ends it, uncounted
+                "token cap": (2, (None, "max_tokens")), "eos": (3, (None, "eos"))}[case]
+    assert (accepted, s.result) == expected
+    assert n == accepted + 1  # the accepted tokens and the server's token after them
+
+
 # ----------------------------------------------------------------------------- slow: a real server
 
 
@@ -128,7 +201,7 @@ def pair(server):
     return load_model(MODEL, device="cpu"), load_model(server.spec)
 
 
-def real_prompts(tok, n: int):
+def real_prompts(tok, n: int, max_left_tokens: int = 512):
     """Cursors after the indentation of real lines of rank_bm25.py (a file installed with the
     workbench), every 7th non-blank line from line 20."""
     source = Path(importlib.util.find_spec("rank_bm25").origin).read_text()
@@ -137,7 +210,7 @@ def real_prompts(tok, n: int):
     out = []
     for number in numbers:
         left, right = split_at_cursor(source, number)
-        out.append(build_prompt(left, right, tok, PromptConfig(max_left_tokens=512)))
+        out.append(build_prompt(left, right, tok, PromptConfig(max_left_tokens=max_left_tokens)))
     return out
 
 
@@ -162,6 +235,46 @@ def test_server_greedy_equals_in_process_greedy(pair, decode):
         remote = complete_remote(remote_lm, prompt, decode)
         assert_same(local, remote)
         assert remote.prefill_ms > 0 and remote.extra["requests"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decode, n_prompts", [(DecodeConfig(), 4), (DecodeConfig(stop="statement", max_new_tokens=64), 2)],
+                         ids=["line", "statement"])
+def test_stage2_over_the_server_gives_the_plain_server_output(pair, decode, n_prompts):
+    """Stage 2 over the API is lossless: whatever the draft (the in-process SLM's own output on a
+    shorter prompt, the plain output itself, a partly right, a wrong, an empty one, one whose
+    healed token differs), the tokens, text and stop reason are those of plain server greedy;
+    a fully right draft is all accepted in one verification request."""
+    local_lm, remote_lm = pair
+    tok = local_lm.tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    short = real_prompts(tok, n_prompts, max_left_tokens=48)  # the SLM sees less: its output can differ
+    for prompt, slm_prompt in zip(real_prompts(tok, n_prompts), short):
+        plain = complete_remote(remote_lm, prompt, decode)
+        right = list(plain.token_ids)
+        # The healing requests' tokens: up to the first that covers the backed-off text.
+        k = next(k for k in range(len(right) + 1) if len(tok.decode(right[:k])) >= len(plain.heal_text))
+        drafts = {"slm": list(complete(local_lm, slm_prompt, decode).token_ids), "right": right,
+                  "partly right": right[:k + 2] + ids(" zz_wrong)"), "wrong": right[:k] + ids(" zz_wrong = None\n"),
+                  "empty": [], "other heal": ids("#") + right[k:]}
+        outs = {label: complete_remote(remote_lm, prompt, decode, draft_ids=draft) for label, draft in drafts.items()}
+        for label, out in outs.items():
+            assert out.token_ids == plain.token_ids, label
+            assert (out.text, out.stop_reason, out.n_heal_tokens, out.prompt_tokens) == (
+                plain.text, plain.stop_reason, plain.n_heal_tokens, plain.prompt_tokens), label
+            assert out.token_probs == pytest.approx(plain.token_probs, abs=2e-3), label
+            assert out.drafter == "server-verify" and plain.drafter == "none"
+            assert 0 <= out.n_accepted <= out.n_drafted and out.n_draft_rounds == (out.n_drafted > 0)
+            assert out.n_forward == len(out.token_ids) - out.n_accepted
+        assert outs["other heal"].extra["draft_dropped"] == (k > 0) and outs["empty"].n_drafted == 0
+        assert outs["wrong"].n_accepted == 0 and not outs["wrong"].extra["draft_dropped"]
+        right_out, capped = outs["right"], plain.stop_reason == "max_tokens"  # room left for the server's token
+        assert right_out.n_drafted == len(right) - k - capped > 0 and not right_out.extra["draft_dropped"]
+        # Every draft token matched (as in-process, one that ends the line is not counted) and
+        # no request followed the verification one.
+        assert right_out.n_accepted == right_out.n_drafted - (not capped)
+        assert right_out.extra["requests"] == k + 1
+        assert right_out.verify_ms > 0 if k else right_out.verify_ms == 0
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ serve the model the spec names, shorten the prompt). Decoding over the server is
 :mod:`mccom_core.lm.remote_decoding`.
 
 The requests use vLLM's extensions of the completions API (``return_tokens_as_token_ids``,
-``allowed_token_ids`` for token healing, ``repetition_penalty``); a server without them
-answers 400, reported as such.
+``allowed_token_ids`` for token healing, ``repetition_penalty``, ``prompt_logprobs`` to verify
+a stage-2 draft); a server without them answers 400, reported as such.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mccom_core.errors import MccomError
+from mccom_core.lm.drafting import CrossModelDrafter
 from mccom_core.lm.models import SPEC_SCHEMES, load_tokenizer
 
 SCHEME = "openai"
@@ -98,12 +99,19 @@ class RemoteModel:
     def complete(self, prompt, config, drafter=None, draft_ids=None):
         """Greedy completion on the server (:func:`~mccom_core.lm.remote_decoding.complete_remote`).
 
-        A drafter other than plain decoding is not run here: the server does the forward
-        passes, and its output is the plain greedy one either way.
+        With a cross-model drafter (stage 2), ``draft_ids`` (the other model's output in this
+        model's tokens) are verified on the server in one request; as in-process, they are
+        ignored under any other drafter. Other drafters are not run here: the server does the
+        forward passes. The output is the plain greedy one either way.
         """
         from mccom_core.lm.remote_decoding import complete_remote
 
-        return complete_remote(self, prompt, config)
+        stage2 = draft_ids is not None and isinstance(drafter, CrossModelDrafter)
+        return complete_remote(self, prompt, config, draft_ids=draft_ids if stage2 else None)
+
+    def send(self, request):
+        """``request()``, a call of this model's client, with what fails as one clear error (:func:`call`)."""
+        return call(self.config, request)
 
     def warm_up(self, n_tokens: int = 256) -> None:
         """One untimed request of ``n_tokens`` prompt tokens and one new token (see
