@@ -95,17 +95,14 @@ def compare(base: pd.DataFrame, filt: pd.DataFrame, task_ids) -> pd.DataFrame:
         common = sorted(set(a.index) & set(b.index))
         d = paired_difference(a.loc[common].to_numpy(), b.loc[common].to_numpy())
         out.append({"comparison": f"{label}: filter off -> span", **d})
-    for name, rows in (("off", base), ("span", filt)):
+    filtered = set(em(filt, "llm_rejected").index)  # both runs are compared on the filtered run's tasks
+    slm = em(filt, "slm")
+    for label, rows, only in (("filter off", base, filtered), ("filter span", filt, filtered),
+                              ("filter span, SLM wrong", filt, filtered & set(slm.index[~slm]))):
         r1, r2 = em(rows, "llm"), em(rows, "llm_rejected")
-        common = sorted(set(r1.index) & set(r2.index) & set(em(filt, "llm_rejected").index))
+        common = sorted(set(r1.index) & set(r2.index) & only)
         d = paired_difference(r1.loc[common].to_numpy(), r2.loc[common].to_numpy())
-        out.append({"comparison": f"filter {name}: LLM round 1 -> fused round 2", **d})
-    slm_wrong = em(filt, "slm")
-    wrong = [t for t in slm_wrong.index[~slm_wrong.to_numpy()] if t in set(task_ids)]
-    r1, r2 = em(filt, "llm"), em(filt, "llm_rejected")
-    common = sorted(set(wrong) & set(r1.index) & set(r2.index))
-    d = paired_difference(r1.loc[common].to_numpy(), r2.loc[common].to_numpy())
-    out.append({"comparison": "filter span, SLM wrong: LLM round 1 -> fused round 2", **d})
+        out.append({"comparison": f"{label}: LLM round 1 -> fused round 2", **d})
     return pd.DataFrame(out)
 
 

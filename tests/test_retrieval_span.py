@@ -2,6 +2,7 @@
 
 import importlib.util
 import sys
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -24,7 +25,7 @@ def test_the_filtered_config_differs_from_the_default_only_in_the_filter(span):
     config = span.filtered_config()
     assert config.retrieval.exclude_visible == "span"
     assert config_hash(config) != config_hash(CascadeConfig()) == span.BASELINE_HASH
-    assert config.retrieval.__class__(**{**config.retrieval.__dict__, "exclude_visible": "none"}) == CascadeConfig().retrieval
+    assert replace(config, retrieval=replace(config.retrieval, exclude_visible="none")) == CascadeConfig()
 
 
 def test_split_is_fixed_disjoint_and_thirty_percent_validation_per_kind(span):
