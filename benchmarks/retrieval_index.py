@@ -13,7 +13,11 @@ round-2 query uses the true target line as the stand-in SLM output (confidence 0
 does not depend on what the text says. Each latency is one full ``Retriever.retrieve`` call:
 query tokenization, BM25 scoring of every window, target exclusion, normalization (fused) and
 top-k. Targets on the project's CPU: index build < 30 s, round-1 query p90 < 20 ms on the
-largest repository.
+largest repository, fused < 40 ms (issue 22 item 5), also with the redundancy filter on
+(``exclude_visible="span"``). For the filter, each site's shown left context is its last
+``SHOWN_LINES`` lines, set before the timed call as the cascade engine sets it from the prompt's
+cut (computed once per branch for the prompt anyway); the timed call adds the filter's work
+(the target file's windows against the shown span, the ranking read until top-k are kept).
 
 Run (takes a few minutes; run it alone, the timings are CPU-bound)::
 
@@ -34,6 +38,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +60,8 @@ BACKENDS = ("rank-bm25", "bm25s")
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "retrieval_index.md"
 BUILD_TARGET_S = 30.0
 QUERY_TARGET_MS = 20.0
+FUSED_TARGET_MS = 40.0
+SHOWN_LINES = 60  # about what a 1,024-token left budget keeps of Python code
 
 
 def fetch_repo(requirement: str) -> Path:
@@ -100,9 +107,18 @@ def sample_sites(index: RepoIndex, n: int, seed: int) -> list[CompletionSite]:
     return sites
 
 
-def time_queries(index: RepoIndex, strategy: str, sites: list[CompletionSite]):
+def shown(site: CompletionSite) -> CompletionSite:
+    """``site`` with its last :data:`SHOWN_LINES` left lines as the prompt's shown left context."""
+    lines = site.left_context.split("\n")
+    return replace(site, shown_left="\n".join(lines[-SHOWN_LINES - 1:]))
+
+
+def time_queries(index: RepoIndex, strategy: str, sites: list[CompletionSite], exclude_visible: str = "none"):
     """Per-query latencies (ms) of ``strategy`` and its hits."""
-    retriever = get_retriever(strategy, RetrievalConfig(backend=index.config.backend))
+    config = RetrievalConfig(backend=index.config.backend, exclude_visible=exclude_visible)
+    retriever = get_retriever(strategy, config)
+    if exclude_visible != "none":
+        sites = [shown(site) for site in sites]
     latencies, hits = [], []
     for site in sites:
         start = time.perf_counter()
@@ -130,6 +146,8 @@ def bench_repo(label: str, root: Path, args) -> list[dict]:
         sites = sample_sites(index, args.slow_queries if slow else args.queries, args.seed)
         lat1, hits1 = time_queries(index, "round1", sites)
         lat2, _ = time_queries(index, "mccom-fused", sites)
+        lat1s, _ = time_queries(index, "round1", sites, "span")
+        lat2s, _ = time_queries(index, "mccom-fused", sites, "span")
         round1_hits[backend] = hits1
         overlap = ""
         if backend != "rank-bm25":  # same seed: the first sites are the same queries
@@ -141,6 +159,7 @@ def bench_repo(label: str, root: Path, args) -> list[dict]:
             build_s=build_s, load_s=load_s, cache_mb=cache_mb, queries=len(sites),
             r1_p50=np.median(lat1), r1_p90=np.percentile(lat1, 90),
             fu_p50=np.median(lat2), fu_p90=np.percentile(lat2, 90), overlap=overlap,
+            r1s_p90=np.percentile(lat1s, 90), fus_p90=np.percentile(lat2s, 90),
         ))
         print(f"  {label} {backend}: build {build_s:.1f} s, round1 p90 {rows[-1]['r1_p90']:.1f} ms", flush=True)
     return rows
@@ -151,21 +170,24 @@ def render(rows: list[dict], args, started: str, load: tuple) -> str:
     head = (
         "| repo | .py files | lines | windows | skipped | backend | build (s) | cached load (s) "
         "| cache (MB) | queries | round 1 p50 (ms) | round 1 p90 (ms) | fused p50 (ms) "
-        "| fused p90 (ms) | top-10 overlap with rank-bm25 | targets (largest repo) |\n"
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| fused p90 (ms) | round 1 p90, span filter (ms) | fused p90, span filter (ms) "
+        "| top-10 overlap with rank-bm25 | targets (largest repo) |\n"
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     body = ""
     for r in rows:
         verdict = ""
         if r["repo"] == largest:
             build_ok = "build ok" if r["build_s"] < BUILD_TARGET_S else "**build too slow**"
-            query_ok = "query ok" if r["r1_p90"] < QUERY_TARGET_MS else "**query p90 misses 20 ms**"
+            worst1, worst2 = max(r["r1_p90"], r["r1s_p90"]), max(r["fu_p90"], r["fus_p90"])
+            query_ok = "query ok" if worst1 < QUERY_TARGET_MS else "**query p90 misses 20 ms**"
+            query_ok += "; fused ok" if worst2 < FUSED_TARGET_MS else "; **fused p90 misses 40 ms**"
             verdict = f"{build_ok}; {query_ok}"
         body += (
             f"| {r['repo']} | {r['files']:,} | {r['lines']:,} | {r['windows']:,} | {r['skipped']} "
             f"| {r['backend']} | {r['build_s']:.2f} | {r['load_s']:.2f} | {r['cache_mb']:.0f} "
             f"| {r['queries']} | {r['r1_p50']:.1f} | {r['r1_p90']:.1f} | {r['fu_p50']:.1f} "
-            f"| {r['fu_p90']:.1f} | {r['overlap']} | {verdict} |\n"
+            f"| {r['fu_p90']:.1f} | {r['r1s_p90']:.1f} | {r['fus_p90']:.1f} | {r['overlap']} | {verdict} |\n"
         )
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("rank-bm25", "bm25s", "numpy"))
     return (
@@ -181,6 +203,9 @@ def render(rows: list[dict], args, started: str, load: tuple) -> str:
         " every file, then unpickle).\n"
         "* **round 1**: one BM25 query over all windows; **fused**: MCCom round 2 (two BM25 queries,"
         " min-max normalization, weighted sum). Each latency is a full `Retriever.retrieve` call.\n"
+        f"* **span filter**: the same queries with `exclude_visible=\"span\"`, the site's last {SHOWN_LINES}"
+        " left lines as the prompt's shown context (the cascade engine cuts it once per branch for the"
+        " prompt, outside the retrieval time); the filter's own work is inside the timed call.\n"
         f"* rank-bm25 rows with more than {args.slow_above:,} windows use only {args.slow_queries}"
         " queries: rank-bm25 scores every window in Python for every query token, so one query"
         " costs O(windows x query tokens). It misses the 20 ms target on the large repositories;"

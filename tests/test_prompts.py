@@ -102,3 +102,18 @@ def test_read_source_missing_file(tmp_path):
         read_source(tmp_path / "absent.py")
     with pytest.raises(MccomError, match="file not found"):
         read_source(tmp_path)  # a folder
+
+
+@pytest.mark.parametrize("fmt", ["left", "fim"])
+def test_a_precomputed_cut_gives_the_same_prompt(tiny_tokenizer, fmt):
+    from mccom_core.lm.prompts import cut_context
+
+    left, right = SOURCE[: len(SOURCE) // 2], SOURCE[len(SOURCE) // 2:]
+    config = PromptConfig(max_left_tokens=40, max_right_tokens=17, format=fmt)
+    cut = cut_context(left, right, tiny_tokenizer, config)
+    assert cut == (build_prompt(left, right, tiny_tokenizer, config).left,
+                   build_prompt(left, right, tiny_tokenizer, config).right)
+    assert build_prompt(left, right, tiny_tokenizer, config, prefix="# x\n", cut=cut) == \
+        build_prompt(left, right, tiny_tokenizer, config, prefix="# x\n")
+    with pytest.raises(MccomError, match="cut must be cut_context"):
+        build_prompt(left, right, tiny_tokenizer, config, cut=("not a suffix", ""))

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -80,6 +82,18 @@ def test_round2_query_joins_slm_output_onto_the_left_end():
     assert round2_query("a\nb\nc\nd = ", "f(x)\ng(y)", config) == "c\nd = f(x)\ng(y)"
     # A long SLM output keeps at least the cursor line.
     assert round2_query("a\nd = ", "1\n2\n3\n4", config) == "d = 1\n2\n3\n4"
+    assert round2_query("a\nd = ", "f(x)", config, right_context="r") == "a\nd = f(x)"  # right unused
+
+
+def test_round2_query_around_is_round1_with_the_slm_output_at_the_cursor():
+    config = RetrievalConfig(query_left_lines=2, query_right_lines=1, round2_query="around")
+    assert round2_query("a\nb\nc\nd = ", "f(x)", config, "e\nf") == "c\nd = f(x)\ne"
+    assert round2_query("a\nb\nc\nd = ", "f(x)\ng(y)", config, "e\nf") == "c\nd = f(x)\ng(y)\ne"
+    assert round2_query("x = ", "1", replace(config, query_left_lines=0), "e") == "1\ne"
+    # It holds every token of the round-1 query, and the SLM output's.
+    assert round2_query("a\nb\nc\nd = ", "", config, "e\nf") == round1_query("a\nb\nc\nd = ", "e\nf", config)
+    with pytest.raises(MccomError, match="round2_query"):
+        RetrievalConfig(round2_query="slm-only")
 
 
 def test_normalize_scores_min_max_over_the_mask():

@@ -212,3 +212,11 @@ def test_default_config_hash_is_unchanged():
                      {"near_duplicate": 0.7})}
     assert len(on) == 4 and "5816af4848882cc3" not in on
     assert set(RetrievalConfig(dedupe=True).hash_fields()) >= {"exclude_visible", "dedupe", "near_duplicate"}
+    # The span filter's rows (benchmarks/results/retrieval_span_rows.jsonl) were keyed before
+    # round2_query existed; a later generation of options leaves their hash alone.
+    span = replace(CascadeConfig(), retrieval=replace(CascadeConfig().retrieval, exclude_visible="span"))
+    assert config_hash(span) == "cc43139ec58a3391"
+    assert "round2_query" not in span.retrieval.hash_fields()
+    around = {config_hash(replace(span, retrieval=replace(span.retrieval, round2_query="around", **kw)))
+              for kw in ({"exclude_visible": "none"}, {})}
+    assert len(around) == 2 and not around & {"5816af4848882cc3", "cc43139ec58a3391"}

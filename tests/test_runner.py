@@ -184,3 +184,32 @@ def test_seed_rows_count_as_done_and_are_never_written(bench, pair, tmp_path):
     assert seed.read_bytes() == before
     assert set(keys(out)).isdisjoint(keys(seed))
     assert len({k[0] for k in keys(out) + keys(seed)}) == 2  # two stmt tasks in all, each run once
+
+
+def test_seed_rows_of_a_config_differing_only_in_round2_feed_its_round2_branch(bench, pair, tmp_path):
+    """A config that changes only round-2 options reuses the seed's SLM (and round-1) rows of
+    another config: only its round-2 branch runs, and its rows equal a run from scratch."""
+    from mccom_core.cascade.engine import branch_hash
+
+    (path, _), (slm, llm) = bench, pair
+    seed = tmp_path / "committed.jsonl"
+    run_benchmark(path, seed, TINY, slm=slm, llm=llm, progress=False, limit=1, kind="line")
+    variant = replace(TINY, retrieval=replace(TINY.retrieval, round2_query="around", fusion_schedule="square"))
+    data, base = asdict(variant), asdict(TINY)
+    assert branch_hash(data, "slm") == branch_hash(base, "slm") and branch_hash(data, "llm") == branch_hash(base, "llm")
+    assert branch_hash(data, "llm_rejected") != branch_hash(base, "llm_rejected")
+    out = tmp_path / "variant.jsonl"
+    report = run_benchmark(path, out, variant, slm=slm, llm=llm, progress=False, limit=1, kind="line", seed=[seed])
+    assert report.rows_existing == 2 and report.rows_written == 1
+    assert [(k[1], k[2]) for k in keys(out)] == [("llm_rejected", config_hash(variant))]
+    fresh = tmp_path / "fresh.jsonl"
+    run_benchmark(path, fresh, variant, slm=slm, llm=llm, progress=False, limit=1, kind="line")
+    cols = ["task_id", "prediction", "token_ids", "confidence", "retrieved_windows", "retrieved_tokens"]
+    reused = read_results(out)[cols]
+    scratch = read_results(fresh)
+    assert reused.to_dict("records") == scratch[scratch["branch"] == "llm_rejected"][cols].to_dict("records")
+    # A change a round-1 branch can see (the filter) reuses nothing.
+    other = replace(TINY, retrieval=replace(TINY.retrieval, exclude_visible="span"))
+    report = run_benchmark(path, tmp_path / "other.jsonl", other, slm=slm, llm=llm, progress=False, limit=1,
+                           kind="line", seed=[seed])
+    assert report.rows_existing == 0 and report.rows_written == 3

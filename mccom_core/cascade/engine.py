@@ -50,9 +50,8 @@ from mccom_core.lm.drafting import make_drafter
 from mccom_core.errors import MccomError
 from mccom_core.cascade.metrics import edit_similarity, exact_match
 from mccom_core.lm.models import tokenizers_identical
-from mccom_core.lm.prompts import PromptConfig, build_prompt
-from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig
-from mccom_core.retrieval.redundancy import shown_context
+from mccom_core.lm.prompts import PromptConfig, build_prompt, cut_context
+from mccom_core.retrieval.queries import CompletionSite, RetrievalConfig, retrieval_hash_fields
 from mccom_core.retrieval.retrievers import get_retriever
 from mccom_core.retrieval.prompt import fit_block
 
@@ -156,9 +155,34 @@ def config_hash(config: CascadeConfig) -> str:
     later are left out while at their old behaviour (``RetrievalConfig.hash_fields``), so
     older rows keep their hash.
     """
-    data = asdict(config)
-    data.pop("branches")
-    data["retrieval"] = config.retrieval.hash_fields()
+    return _hash_data(json.loads(json.dumps(asdict(config))))
+
+
+# Retrieval options that only round-2 retrievers read: a branch that retrieves with "none" or
+# "round1" (and whose source branch does too) computes the same row whatever they are.
+ROUND2_OPTIONS = ("fusion_schedule", "fusion_weight", "round2_query")
+ROUND2_RETRIEVERS = ("repocoder", "mccom-fused")
+
+
+def branch_hash(config_data: dict, branch: str) -> str:
+    """The hash of what ``branch``'s row depends on, from a config's ``asdict`` (a stored row's
+    ``"config"``): :func:`config_hash` with the :data:`ROUND2_OPTIONS` at their defaults for a
+    branch that never runs round 2. Two configs with equal branch hashes give the same row for
+    that branch, so a run of one may reuse the other's (``run_benchmark(seed=...)``)."""
+    spec = BRANCHES[branch]
+    reads_round2 = spec.retriever in ROUND2_RETRIEVERS or (
+        spec.after is not None and BRANCHES[spec.after].retriever in ROUND2_RETRIEVERS)
+    data = json.loads(json.dumps(config_data))
+    if not reads_round2:
+        defaults = asdict(RetrievalConfig())
+        data["retrieval"] = {**data["retrieval"], **{name: defaults[name] for name in ROUND2_OPTIONS}}
+    return _hash_data(data)
+
+
+def _hash_data(data: dict) -> str:
+    data = dict(data)
+    data.pop("branches", None)
+    data["retrieval"] = retrieval_hash_fields(data["retrieval"])
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -209,12 +233,16 @@ class Cascade:
         decode = self.config.decode_config(task.kind)
 
         prompt_config = PromptConfig(max_left_tokens=self.config.max_left_tokens)
+        # What the prompt shows of the context: needed by the prompt in every branch and by the
+        # retrieval filter; computed once, outside the retrieval time (prompt assembly is not
+        # timed in any branch, with or without the filter).
+        cut = cut_context(left, right, lm.tokenizer, prompt_config)
         t0 = time.perf_counter()
-        hits = self._retrieve(spec, task, left, right, index, source, lm.tokenizer, prompt_config)
+        hits = self._retrieve(spec, task, left, right, index, source, cut)
         block = fit_block(hits, lm.tokenizer, self.config.retrieved_tokens) if hits else None
         retrieval_ms = (time.perf_counter() - t0) * 1e3 if spec.retriever != "none" else 0.0
 
-        prompt = build_prompt(left, right, lm.tokenizer, prompt_config, prefix=block.text if block else "")
+        prompt = build_prompt(left, right, lm.tokenizer, prompt_config, prefix=block.text if block else "", cut=cut)
         right_head = "\n".join(right.split("\n")[: self.config.draft_right_lines])
         extra = tuple(block.snippets if block else ()) + ((right_head,) if right_head else ())
         draft = self._stage2_draft(source) if spec.drafting == "stage2" else {}
@@ -246,14 +274,12 @@ class Cascade:
 
     # ----------------------------------------------------------------------------- helpers
 
-    def _retrieve(self, spec, task, left, right, index, source, tokenizer, prompt_config) -> list:
+    def _retrieve(self, spec, task, left, right, index, source, cut) -> list:
         if spec.retriever == "none":
             return []
         if index is None:
             raise MccomError(f"branch {spec.name!r} retrieves ({spec.retriever}): pass the repository index")
-        site = CompletionSite(left, right, task.path, task.span0)
-        if self.config.retrieval.exclude_visible != "none":  # what the prompt will show (timed: it is retrieval work)
-            site = shown_context(site, tokenizer, prompt_config)
+        site = CompletionSite(left, right, task.path, task.span0, shown_left=cut[0], shown_right=cut[1])
         if spec.after:  # round 2: the SLM's output and how sure it was
             site = replace(site, slm_output=source["prediction"],
                            slm_confidence=min(max(float(source["confidence"]), 0.0), 1.0))

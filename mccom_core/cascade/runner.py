@@ -31,7 +31,7 @@ import pandas as pd
 
 from mccom_core.cascade.tasks import Task, read_tasks, task_context
 from mccom_core.cascade.snapshots import materialize
-from mccom_core.cascade.engine import Cascade, CascadeConfig, config_hash
+from mccom_core.cascade.engine import BRANCHES, Cascade, CascadeConfig, branch_hash, config_hash
 from mccom_core.errors import MccomError
 from mccom_core.jsonl import JsonlWriter, read_jsonl, repair
 from mccom_core.lm.distributed import ClusterConfig
@@ -90,11 +90,31 @@ def read_results(path, config_hash: str | None = None) -> pd.DataFrame:
     return pd.DataFrame([r for r in rows if config_hash is None or r.get("config_hash") == config_hash])
 
 
-def _stored_rows(path: Path, chash: str) -> dict[str, dict[str, dict]]:
-    """task_id -> branch -> row, for the rows of this config already in the file."""
+def _stored_rows(path: Path, chash: str, config: CascadeConfig | None = None) -> dict[str, dict[str, dict]]:
+    """task_id -> branch -> row, for the rows of this config already in the file; with
+    ``config``, also rows of other configs with the same ``branch_hash`` for their branch."""
     done: dict[str, dict[str, dict]] = defaultdict(dict)
-    frame = read_results(path, chash)
-    for row in frame.to_dict("records") if not frame.empty else []:
+    if config is None:
+        frame = read_results(path, chash)
+        rows = frame.to_dict("records") if not frame.empty else []
+    else:
+        ours, theirs = {}, {}
+        data = asdict(config)
+
+        def same(row) -> bool:
+            key = (row.get("config_hash"), row["branch"])
+            if key not in theirs:
+                branch = row["branch"]
+                if branch not in config.branches or branch not in BRANCHES or "config" not in row:
+                    theirs[key] = False
+                else:
+                    if branch not in ours:
+                        ours[branch] = branch_hash(data, branch)
+                    theirs[key] = branch_hash(row["config"], branch) == ours[branch]
+            return theirs[key]
+
+        rows = [r for r in read_jsonl(path) if r.get("config_hash") == chash or ("branch" in r and same(r))]
+    for row in rows:
         done[row["task_id"]].setdefault(row["branch"], row)
     return done
 
@@ -126,6 +146,9 @@ def run_benchmark(
     seed:
         Results files that are read, never written (e.g. committed rows): their rows of this
         config count as done, so only what none of them holds is run and appended to ``out``.
+        So do their rows of another config whose difference the branch cannot see (equal
+        :func:`~mccom_core.cascade.engine.branch_hash`: e.g. the SLM rows of a config that
+        differs only in round-2 options); those feed dependent branches and are not copied.
     cluster:
         Shard the tasks over Ray workers (see :mod:`mccom_core.lm.distributed`); each loads
         ``config.slm`` / ``config.llm`` by spec once, and this process appends every finished
@@ -142,7 +165,7 @@ def run_benchmark(
     dropped = repair(out)
     done = _stored_rows(out, chash)
     for path in (Path(p) for p in seed if Path(p).is_file()):
-        for task_id, branches in _stored_rows(path, chash).items():
+        for task_id, branches in _stored_rows(path, chash, config).items():
             for branch, row in branches.items():
                 done[task_id].setdefault(branch, row)
     existing = sum(len(v) for v in done.values())

@@ -85,7 +85,7 @@ def fusion_hits(index, site, ground_truth: str, weights: Sequence[float] = FUSIO
     truth = ground_truth.strip()
     mask = index.eligible(site.target_path, site.target_span)
     r1 = index.scores(code_tokens(round1_query(site.left_context, site.right_context, config)))
-    r2 = index.scores(code_tokens(round2_query(site.left_context, site.slm_output or "", config)))
+    r2 = index.scores(code_tokens(round2_query(site.left_context, site.slm_output or "", config, site.right_context)))
     settings = [(f"w = {w:.2f}", float(w)) for w in weights]
     settings.append(("confidence (MCCom)", float(min(max(site.slm_confidence or 0.0, 0.0), 1.0))))
     out = []

@@ -98,32 +98,48 @@ def truncate_right(text: str, tokenizer, budget: int) -> str:
     return kept
 
 
+def cut_context(left: str, right: str, tokenizer, config: PromptConfig = PromptConfig()) -> tuple[str, str]:
+    """What of the context a prompt shows: (kept left, kept right; "" for format "left").
+
+    The tokenization of the whole left context is most of a prompt's assembly time (with
+    Qwen2.5's tokenizer on a 2-core CPU about 5 ms for 250 lines, 27 ms for 2,000); a caller
+    that needs the cut before the prompt (the retrieval filter) computes it once and passes
+    it to :func:`build_prompt` as ``cut``.
+    """
+    kept_left = truncate_left(left, tokenizer, config.max_left_tokens)
+    kept_right = truncate_right(right, tokenizer, config.max_right_tokens) if config.format == "fim" else ""
+    return kept_left, kept_right
+
+
 def build_prompt(
     left: str,
     right: str,
     tokenizer,
     config: PromptConfig = PromptConfig(),
     prefix: str = "",
+    cut: tuple[str, str] | None = None,
 ) -> Prompt:
     """Assemble the prompt for a cursor between ``left`` and ``right``.
 
     ``prefix`` (e.g. retrieved snippets rendered as comments by the retrieval module) goes
     before the left context and is not counted in the left budget; the retrieval module
-    keeps it within its own budget.
+    keeps it within its own budget. ``cut`` is ``cut_context(left, right, tokenizer, config)``
+    when the caller has it already (the prompt is the same either way).
     """
     if not left.strip() and not prefix.strip() and not (config.format == "fim" and right.strip()):
         raise MccomError(
             "empty context: there is nothing before the cursor to complete from; "
             "put the cursor after some code (or give retrieved snippets as a prefix)"
         )
-    kept_left = truncate_left(left, tokenizer, config.max_left_tokens)
+    kept_left, kept_right = cut if cut is not None else cut_context(left, right, tokenizer, config)
+    if not left.endswith(kept_left) or not right.startswith(kept_right):
+        raise MccomError("cut must be cut_context(left, right, ...) of this left and right context")
     n_left = len(_token_starts(tokenizer, kept_left))
     if config.format == "left":
         return Prompt(prefix + kept_left, kept_left, "", n_left, 0, "left", prefix)
     missing = [t for t in FIM_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
     if missing:
         raise MccomError(f"prompt format 'fim' needs the tokens {FIM_TOKENS}; this tokenizer lacks {missing}: use format 'left'")
-    kept_right = truncate_right(right, tokenizer, config.max_right_tokens)
     n_right = len(_token_starts(tokenizer, kept_right))
     text = f"{FIM_TOKENS[0]}{prefix}{kept_left}{FIM_TOKENS[1]}{kept_right}{FIM_TOKENS[2]}"
     return Prompt(text, kept_left, kept_right, n_left, n_right, "fim", prefix)

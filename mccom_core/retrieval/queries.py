@@ -6,8 +6,11 @@ becomes windows):
 * Round 1, before any model runs: the query is the last ``query_left_lines`` lines of the left
   context plus the first ``query_right_lines`` lines of the right context.
 * Round 2, after the small model's (SLM's) suggestion was rejected: the query is the SLM
-  output joined onto the end of the left context (RepoCoder's iterative query: the last
-  ``query_left_lines - len(SLM lines)`` left lines, then the SLM output). MCCom fuses the two
+  output joined onto the end of the left context (``round2_query="repocoder"``, RepoCoder's
+  iterative query: the last ``query_left_lines - len(SLM lines)`` left lines, then the SLM
+  output; it drops the right context), or the round-1 query with the SLM output at the cursor
+  (``round2_query="around"``: round 1's left lines, the SLM output, round 1's right lines; the
+  brief's "a second query adds the SLM output"). MCCom fuses the two
   rounds per window: each score list is min-max normalized over the retrievable windows, then
   ``score = (1 - w) * round1 + w * round2`` with ``w = f(SLM confidence)``; by default
   ``w = confidence``: the surer the SLM was, the more its draft steers retrieval.
@@ -38,11 +41,19 @@ FUSION_SCHEDULES: dict[str, Callable[[float, float], float]] = {
 # What to drop as already shown by the prompt (see mccom_core.retrieval.redundancy).
 EXCLUDE_VISIBLE = ("none", "span", "span+text")
 
+# How the round-2 query is built from the site and the SLM output (round2_query below).
+ROUND2_QUERIES = ("repocoder", "around")
+
 # Options added after cascade rows were keyed by their config hash, at the values that keep the
-# behaviour from before them. While all of them are at these values RetrievalConfig.hash_fields
-# leaves them out, so the hashes of configs at the old behaviour, and the rows keyed by them,
-# stay what they were (mccom_core.cascade.engine.config_hash). Add any later option here too.
-LEGACY_DEFAULTS = {"exclude_visible": "none", "dedupe": False, "near_duplicate": 0.8}
+# behaviour from before them, one dict per generation of options. While all options of a
+# generation are at these values RetrievalConfig.hash_fields leaves them out, so the hashes of
+# configs from before that generation, and the rows keyed by them, stay what they were
+# (mccom_core.cascade.engine.config_hash). Add any later option as a new generation.
+LEGACY_GENERATIONS = (
+    {"exclude_visible": "none", "dedupe": False, "near_duplicate": 0.8},  # the redundancy filter
+    {"round2_query": "repocoder"},  # round-2 query variants
+)
+LEGACY_DEFAULTS = {name: value for generation in LEGACY_GENERATIONS for name, value in generation.items()}
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,9 @@ class RetrievalConfig:
     # Token-set Jaccard at or above which two stretches of code are near-duplicates: the
     # threshold of Allamanis (2019) for identifier sets in code corpora.
     near_duplicate: float = 0.8
+    # The round-2 query: "repocoder" (SLM output after the last left lines; right context
+    # dropped) or "around" (round 1's query with the SLM output at the cursor). Issue 22.
+    round2_query: str = "repocoder"
 
     def __post_init__(self):
         if self.fusion_schedule not in FUSION_SCHEDULES:
@@ -84,6 +98,8 @@ class RetrievalConfig:
                 raise MccomError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.exclude_visible not in EXCLUDE_VISIBLE:
             raise MccomError(f"unknown exclude_visible {self.exclude_visible!r}: choose one of {EXCLUDE_VISIBLE}")
+        if self.round2_query not in ROUND2_QUERIES:
+            raise MccomError(f"unknown round2_query {self.round2_query!r}: choose one of {ROUND2_QUERIES}")
         if not 0.0 < self.near_duplicate <= 1.0:
             raise MccomError(f"near_duplicate must lie in (0, 1], got {self.near_duplicate}")
         self.index_config  # validates window_lines, stride, backend, extensions
@@ -94,12 +110,9 @@ class RetrievalConfig:
         return self.exclude_visible != "none" or self.dedupe
 
     def hash_fields(self) -> dict:
-        """``asdict(self)`` without the :data:`LEGACY_DEFAULTS` options while all are at them."""
-        data = asdict(self)
-        if all(data[name] == value for name, value in LEGACY_DEFAULTS.items()):
-            for name in LEGACY_DEFAULTS:
-                del data[name]
-        return data
+        """``asdict(self)`` without each :data:`LEGACY_GENERATIONS` group whose options are all at
+        their legacy values."""
+        return retrieval_hash_fields(asdict(self))
 
     @property
     def index_config(self) -> IndexConfig:
@@ -108,6 +121,17 @@ class RetrievalConfig:
             extensions=tuple(self.extensions), max_file_bytes=self.max_file_bytes,
             backend=self.backend,
         )
+
+
+def retrieval_hash_fields(data: dict) -> dict:
+    """:meth:`RetrievalConfig.hash_fields` of a config's ``asdict`` (e.g. a stored row's), which
+    may predate some options: missing ones are taken at their legacy values."""
+    data = {**LEGACY_DEFAULTS, **data}
+    for generation in LEGACY_GENERATIONS:
+        if all(data[name] == value for name, value in generation.items()):
+            for name in generation:
+                del data[name]
+    return data
 
 
 @dataclass(frozen=True)
@@ -162,12 +186,21 @@ def round1_query(left_context: str, right_context: str, config: RetrievalConfig 
     return "\n".join(left + right)
 
 
-def round2_query(left_context: str, slm_output: str, config: RetrievalConfig = RetrievalConfig()) -> str:
-    """The SLM output joined onto the end of the left context (RepoCoder's iterative query).
+def round2_query(left_context: str, slm_output: str, config: RetrievalConfig = RetrievalConfig(),
+                 right_context: str = "") -> str:
+    """The round-2 query for ``config.round2_query``.
 
-    The left context keeps ``query_left_lines - len(SLM lines)`` lines (at least its cursor
-    line, which the SLM output continues), so the query stays about one window long.
+    ``"repocoder"``: the SLM output joined onto the end of the left context (RepoCoder's
+    iterative query). The left context keeps ``query_left_lines - len(SLM lines)`` lines (at
+    least its cursor line, which the SLM output continues), so the query stays about one window
+    long; ``right_context`` is not used. ``"around"``: the round-1 query with the SLM output
+    inserted at the cursor (the last ``query_left_lines`` left lines, the SLM output, the first
+    ``query_right_lines`` right lines): round 1's evidence plus the draft's.
     """
+    if config.round2_query == "around":
+        left = left_context.split("\n")[-config.query_left_lines:] if config.query_left_lines else [""]
+        right = right_context.split("\n")[: config.query_right_lines]
+        return "\n".join(left[:-1] + [left[-1] + slm_output] + right)
     keep = max(config.query_left_lines - len(slm_output.split("\n")) + 1, 1)
     return "\n".join(left_context.split("\n")[-keep:]) + slm_output
 

@@ -42,13 +42,13 @@ def shown_context(site: CompletionSite, tokenizer, prompt_config=None) -> Comple
     retrieved block goes into (default: ``PromptConfig()``); ``tokenizer`` is its model's.
     Like ``build_prompt`` it tokenizes the whole left context: with Qwen2.5's tokenizer on the
     project's 2-core CPU about 5 ms for a 250-line left context and 27 ms for 2,000 lines, so
-    a caller that has the prompt's kept left context can set ``shown_left`` to it instead.
+    a caller that builds the prompt too computes ``mccom_core.lm.prompts.cut_context`` once,
+    sets ``shown_left``/``shown_right`` to it and passes it to ``build_prompt(cut=...)``, as the
+    cascade engine does.
     """
-    from mccom_core.lm.prompts import PromptConfig, truncate_left, truncate_right
+    from mccom_core.lm.prompts import PromptConfig, cut_context
 
-    config = prompt_config or PromptConfig()
-    left = truncate_left(site.left_context, tokenizer, config.max_left_tokens)
-    right = truncate_right(site.right_context, tokenizer, config.max_right_tokens) if config.format == "fim" else ""
+    left, right = cut_context(site.left_context, site.right_context, tokenizer, prompt_config or PromptConfig())
     return replace(site, shown_left=left, shown_right=right)
 
 

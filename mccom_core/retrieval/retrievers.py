@@ -69,7 +69,8 @@ class Retriever:
                 f"the {self.name!r} retriever needs the rejected SLM output (slm_output); "
                 "use 'round1' before the small model has run"
             )
-        return index.scores(code_tokens(round2_query(site.left_context, site.slm_output, self.config)))
+        query = round2_query(site.left_context, site.slm_output, self.config, site.right_context)
+        return index.scores(code_tokens(query))
 
 
 class NoRetriever(Retriever):
