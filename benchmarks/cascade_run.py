@@ -31,6 +31,7 @@ import datetime as dt
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -251,7 +252,13 @@ def speed_note(rows) -> str:
 def report(rows, args, run_note: str) -> str:
     table = summary(rows, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms)
     paper = paper_comparison(rows, table, accounting="warm")
-    kinds = rows.drop_duplicates("task_id")["kind"].value_counts().to_dict()
+    core = rows[rows["branch"].isin(CascadeConfig().branches)]
+    complete = core.groupby("task_id")["branch"].nunique() == len(CascadeConfig().branches)
+    kinds = core[core["task_id"].isin(complete.index[complete])].drop_duplicates("task_id")["kind"].value_counts().to_dict()
+    chash = getattr(args, "config_hash", None) or rows["config_hash"].iloc[0]
+    reused = int((rows["config_hash"] != chash).sum())
+    reuse_note = (f" {reused} rows (SLM, round 1, ablations a round-2 option cannot change) are those of config "
+                  f"`{'`, `'.join(sorted(set(rows['config_hash']) - {chash}))}` (`runner.config_rows`)." if reused else "")
     m = table[(table["policy"] == "mccom") & (table["accounting"] == "warm")].iloc[0]
     llm = table[(table["policy"] == "always-llm") & (table["accounting"] == "warm")].iloc[0]
     hit_speed = m["latency_vs_llm_pct"] <= TARGET_SPEEDUP_PCT and m["em"] >= llm["em"]
@@ -263,7 +270,7 @@ def report(rows, args, run_note: str) -> str:
         f"CPU: {cpu_name()} (shared with other jobs). {run_note} {load_note(rows)} {speed_note(rows)}",
         f"Versions: {', '.join(f'{k} {v}' for k, v in package_versions().items())}.",
         f"Models: SLM `{rows['slm_spec'].iloc[0]}`, LLM `{rows['llm_spec'].iloc[0]}`; config hash "
-        f"`{rows['config_hash'].iloc[0]}`; tasks per kind: {kinds} (complete tasks: every branch stored).",
+        f"`{chash}`; tasks per kind: {kinds} (complete tasks: every core branch stored).{reuse_note}",
         f"Simulated user: exact match after stripping trailing whitespace; network round trip "
         f"{args.network_ms:g} ms per cloud call; reaction time before a rejection registers {args.reaction_ms:g} ms.",
         "",
@@ -341,10 +348,16 @@ def main(argv=None) -> int:
                         help="tasks per kind that get the ablation branches (default: --per-kind)")
     parser.add_argument("--step", type=int, default=10,
                         help="run in stages of this many more tasks per kind (ablations follow each stage)")
+    parser.add_argument("--round2-query", choices=["repocoder", "around"], default=None,
+                        help="MCCom's round-2 query (RetrievalConfig.round2_query; default: the config's). A "
+                             "changed round-2 option recomputes only the round-2 branches: the SLM and round-1 "
+                             "rows of the same file hold for it (runner.config_rows)")
     parser.add_argument("--report-only", action="store_true", help="no model runs: tables from stored rows")
     args = parser.parse_args(argv)
 
     config = CascadeConfig()
+    if args.round2_query:
+        config = replace(config, retrieval=replace(config.retrieval, round2_query=args.round2_query))
     note = "Report from stored rows only."
     if not args.report_only:
         from mccom_core.lm.models import load_model
@@ -380,7 +393,8 @@ def main(argv=None) -> int:
                 f"{len(skipped)} task(s) skipped.{ablation_note}")
         for where, why in skipped.items():
             print(f"skipped {where}: {why}", file=sys.stderr)
-    rows = read_results(args.rows, config_hash(config))
+    rows = read_results(args.rows, config=config)
+    args.config_hash = config_hash(config)
     if rows.empty:
         print(f"no rows of config {config_hash(config)} in {args.rows}", file=sys.stderr)
         return 1

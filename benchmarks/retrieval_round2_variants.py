@@ -67,7 +67,9 @@ VARIANTS = {
                                                       "fusion_weight": 0.25}),
     "fused, around query, w = 0.5": ("mccom-fused", {"round2_query": "around", "fusion_schedule": "constant",
                                                      "fusion_weight": 0.5}),
-    "around query alone": ("repocoder", {"round2_query": "around"}),
+    # w = 1: the round-2 scores alone (min-max normalization keeps their ranking)
+    "around query alone": ("mccom-fused", {"round2_query": "around", "fusion_schedule": "constant",
+                                           "fusion_weight": 1.0}),
 }
 
 

@@ -11,7 +11,11 @@ level reuses another's cached prefixes (the server's prefix cache still works wi
 Reported per level: wall time, lines per second, per-line client latency (median and p90;
 what a user waiting for that line would see, queueing included), the mean time to the first
 token and the mean rest, and whether each line's tokens equal those of concurrency 1
-(a batched server may round differently).
+(a batched server may round differently). Beside the client's view, the server's own split of
+the same requests: mean queue, prefill and decode seconds per request from vLLM's Prometheus
+histograms (``/metrics``: ``vllm:request_queue_time_seconds``, ``..._prefill_time_...``,
+``..._decode_time_...``), differenced before and after the level; the rest of the client's
+latency (HTTP, tokenization, the client's own stop checks) is what neither of those holds.
 
     mccom serve qwen2.5-coder-0.5b --port 8000 &   # wait for "ready"
     python benchmarks/server_concurrency.py --spec openai:http://127.0.0.1:8000/v1#qwen2.5-coder-0.5b \
@@ -73,6 +77,42 @@ def escalated_prompts(spec: str, n: int):
     return out, tok, config
 
 
+SERVER_METRICS = {"queue": "vllm:request_queue_time_seconds", "prefill": "vllm:request_prefill_time_seconds",
+                  "decode": "vllm:request_decode_time_seconds"}
+
+
+def server_metrics(spec: str) -> dict[str, tuple[float, float]] | None:
+    """(sum, count) of each :data:`SERVER_METRICS` histogram, summed over label sets; None when
+    the server has no ``/metrics`` (not vLLM)."""
+    import httpx
+
+    base = spec.removeprefix("openai:").rpartition("#")[0].rstrip("/").removesuffix("/v1")
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    out = {}
+    for name, metric in SERVER_METRICS.items():
+        total = {"_sum": 0.0, "_count": 0.0}
+        for line in text.splitlines():
+            for suffix in total:
+                if line.startswith(metric + suffix):
+                    total[suffix] += float(line.rsplit(" ", 1)[1])
+        out[name] = (total["_sum"], total["_count"])
+    return out
+
+
+def metric_means(before, after) -> dict[str, float]:
+    """Mean seconds per request of each histogram between two :func:`server_metrics` reads."""
+    if before is None or after is None:
+        return {}
+    means = {}
+    for name in SERVER_METRICS:
+        n = after[name][1] - before[name][1]
+        means[name] = (after[name][0] - before[name][0]) / n if n > 0 else float("nan")
+    return means
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", required=True, help="openai:<base URL>#<served registry model>")
@@ -100,10 +140,12 @@ def main(argv=None) -> int:
 
     table, first = [], None
     for level in args.concurrency:
+        before = server_metrics(args.spec)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=level) as pool:
             results = list(pool.map(lambda i: one(level, i), range(len(lines))))
         wall = time.perf_counter() - t0
+        server = metric_means(before, server_metrics(args.spec))
         tokens = [out.token_ids for _, out in results]
         first = first or tokens
         lat = sorted(s for s, _ in results)
@@ -114,15 +156,23 @@ def main(argv=None) -> int:
             "rest_ms": statistics.mean(o.decode_ms for _, o in results),
             "prompt_tokens": statistics.mean(o.prompt_tokens for _, o in results),
             "same": sum(a == b for a, b in zip(tokens, first)),
+            **{f"server_{k}_ms": 1e3 * v for k, v in server.items()},
         })
         print(f"concurrency {level}: {wall:.1f} s", file=sys.stderr)
 
     head = ("| clients | lines | wall s | lines/s | latency p50 s | latency p90 s | first token ms (mean) "
-            "| rest ms (mean) | prompt tokens (mean) | tokens equal to 1 client |\n"
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+            "| rest ms (mean) | server queue ms | server prefill ms | server decode ms | prompt tokens (mean) "
+            "| tokens equal to 1 client |\n"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+
+    def ms(r, key):
+        v = r.get(key)
+        return "" if v is None or v != v else f"{v:.0f}"
+
     body = "".join(
         f"| {r['concurrency']} | {r['lines']} | {r['wall_s']:.1f} | {r['lines_per_s']:.3f} | {r['p50_s']:.2f} "
-        f"| {r['p90_s']:.2f} | {r['first_token_ms']:.0f} | {r['rest_ms']:.0f} | {r['prompt_tokens']:.0f} "
+        f"| {r['p90_s']:.2f} | {r['first_token_ms']:.0f} | {r['rest_ms']:.0f} | {ms(r, 'server_queue_ms')} "
+        f"| {ms(r, 'server_prefill_ms')} | {ms(r, 'server_decode_ms')} | {r['prompt_tokens']:.0f} "
         f"| {r['same']} of {r['lines']} |\n" for r in table)
     text = (f"# Cascade clients against one served LLM\n\nCommand: `python benchmarks/server_concurrency.py "
             f"--spec {args.spec} --lines {args.lines} --concurrency {' '.join(map(str, args.concurrency))}` on "

@@ -314,3 +314,9 @@ def test_top_hits_are_the_k_best_positive_retrievable_windows_best_first(case, k
     assert chosen == eligible[:k]  # best first, ties in window order
     assert [h.rank for h in hits] == list(range(len(hits)))
     assert [h.score for h in hits] == [scores[i] for i in chosen]
+
+
+def test_repocoder_keeps_its_query_whatever_round2_query_says(index):
+    s = site(slm_output="save_result(area_of_circle(r))\n", slm_confidence=0.6)
+    legacy = get_retriever("repocoder", SMALL).retrieve(index, s)
+    assert get_retriever("repocoder", replace(SMALL, round2_query="around")).retrieve(index, s) == legacy

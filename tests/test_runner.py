@@ -208,6 +208,9 @@ def test_seed_rows_of_a_config_differing_only_in_round2_feed_its_round2_branch(b
     reused = read_results(out)[cols]
     scratch = read_results(fresh)
     assert reused.to_dict("records") == scratch[scratch["branch"] == "llm_rejected"][cols].to_dict("records")
+    # Read for the variant, the seed's SLM and round-1 rows hold for it: a whole run's rows.
+    held = read_results(seed, config=variant)
+    assert sorted(held["branch"]) == ["llm", "slm"] and set(held["config_hash"]) == {config_hash(TINY)}
     # A change a round-1 branch can see (the filter) reuses nothing.
     other = replace(TINY, retrieval=replace(TINY.retrieval, exclude_visible="span"))
     report = run_benchmark(path, tmp_path / "other.jsonl", other, slm=slm, llm=llm, progress=False, limit=1,

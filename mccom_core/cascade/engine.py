@@ -158,10 +158,11 @@ def config_hash(config: CascadeConfig) -> str:
     return _hash_data(json.loads(json.dumps(asdict(config))))
 
 
-# Retrieval options that only round-2 retrievers read: a branch that retrieves with "none" or
-# "round1" (and whose source branch does too) computes the same row whatever they are.
+# Retrieval options that only MCCom's fused round 2 reads: a branch that retrieves otherwise
+# ("none", "round1", RepoCoder's fixed query; its source branch too) computes the same row
+# whatever they are.
 ROUND2_OPTIONS = ("fusion_schedule", "fusion_weight", "round2_query")
-ROUND2_RETRIEVERS = ("repocoder", "mccom-fused")
+ROUND2_RETRIEVERS = ("mccom-fused",)
 
 
 def branch_hash(config_data: dict, branch: str) -> str:

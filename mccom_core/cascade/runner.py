@@ -5,7 +5,8 @@ loses at most the branch in flight. Restarted with the same output file, the run
 rows already there, keys them by ``(task_id, branch, config_hash)`` and computes only what is
 missing (a task whose SLM row exists reuses it for its dependent branches). A last line torn
 by the kill is cut off before appending. Rows of other configurations in the same file are
-kept and never counted as done for this one.
+kept and not counted as done for this one, except rows whose branch cannot see the difference
+(``config_rows``: a config changing only MCCom's round-2 options reuses the SLM and round-1 rows).
 
 Every row carries the config hash, the config itself, model specs, package versions, the
 device and the machine's 1-minute load average when it was written (its timings are only as
@@ -25,7 +26,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -81,40 +82,61 @@ def select_tasks(tasks: Sequence[Task], kind: str | None = None, limit: int | No
     return [p[i] for i in range(longest) for p in per_kind if i < len(p)]
 
 
-def read_results(path, config_hash: str | None = None) -> pd.DataFrame:
+def read_results(path, config_hash: str | None = None, *, config: CascadeConfig | None = None) -> pd.DataFrame:
     """The rows of a results file as a DataFrame (only those of ``config_hash`` if given).
 
-    Unparseable lines (a torn last line) are ignored.
+    With ``config``: the rows that hold for ``config`` (:func:`config_rows`: its own, and those of
+    other configs whose difference their branch cannot see). Unparseable lines (a torn last
+    line) are ignored.
     """
     rows = read_jsonl(path)
+    if config is not None:
+        return pd.DataFrame(config_rows(rows, config))
     return pd.DataFrame([r for r in rows if config_hash is None or r.get("config_hash") == config_hash])
 
 
-def _stored_rows(path: Path, chash: str, config: CascadeConfig | None = None) -> dict[str, dict[str, dict]]:
-    """task_id -> branch -> row, for the rows of this config already in the file; with
-    ``config``, also rows of other configs with the same ``branch_hash`` for their branch."""
+def config_rows(rows: Iterable[dict], config: CascadeConfig) -> list[dict]:
+    """The rows that hold for ``config``, one per (task, branch).
+
+    A row of ``config``'s own hash (any branch, as the hash leaves ``branches`` out), or else one
+    of another config with the same
+    :func:`~mccom_core.cascade.engine.branch_hash` for its branch: a config that changes only
+    MCCom's round-2 options gives the SLM and round-1 rows of the config it came from (they are
+    what its round 2 would recompute, token for token). Own rows come first.
+    """
+    chash, data = config_hash(config), asdict(config)
+    ours: dict[str, str] = {}
+    theirs: dict[tuple, bool] = {}
+
+    def holds(row) -> bool:
+        branch = row.get("branch")
+        if "task_id" not in row or branch is None:
+            return False
+        if row.get("config_hash") == chash:
+            return True
+        if branch not in BRANCHES:
+            return False
+        key = (row.get("config_hash"), branch)
+        if key not in theirs:
+            if branch not in ours:
+                ours[branch] = branch_hash(data, branch)
+            theirs[key] = isinstance(row.get("config"), dict) and branch_hash(row["config"], branch) == ours[branch]
+        return theirs[key]
+
+    kept = [r for r in rows if holds(r)]
+    kept.sort(key=lambda r: r.get("config_hash") != chash)  # stable: own rows first, file order kept
+    seen, out = set(), []
+    for row in kept:
+        if (row["task_id"], row["branch"]) not in seen:
+            seen.add((row["task_id"], row["branch"]))
+            out.append(row)
+    return out
+
+
+def _stored_rows(path: Path, config: CascadeConfig) -> dict[str, dict[str, dict]]:
+    """task_id -> branch -> row, for the rows that hold for ``config`` (:func:`config_rows`)."""
     done: dict[str, dict[str, dict]] = defaultdict(dict)
-    if config is None:
-        frame = read_results(path, chash)
-        rows = frame.to_dict("records") if not frame.empty else []
-    else:
-        ours, theirs = {}, {}
-        data = asdict(config)
-
-        def same(row) -> bool:
-            key = (row.get("config_hash"), row["branch"])
-            if key not in theirs:
-                branch = row["branch"]
-                if branch not in config.branches or branch not in BRANCHES or "config" not in row:
-                    theirs[key] = False
-                else:
-                    if branch not in ours:
-                        ours[branch] = branch_hash(data, branch)
-                    theirs[key] = branch_hash(row["config"], branch) == ours[branch]
-            return theirs[key]
-
-        rows = [r for r in read_jsonl(path) if r.get("config_hash") == chash or ("branch" in r and same(r))]
-    for row in rows:
+    for row in config_rows(read_jsonl(path), config):
         done[row["task_id"]].setdefault(row["branch"], row)
     return done
 
@@ -146,9 +168,8 @@ def run_benchmark(
     seed:
         Results files that are read, never written (e.g. committed rows): their rows of this
         config count as done, so only what none of them holds is run and appended to ``out``.
-        So do their rows of another config whose difference the branch cannot see (equal
-        :func:`~mccom_core.cascade.engine.branch_hash`: e.g. the SLM rows of a config that
-        differs only in round-2 options); those feed dependent branches and are not copied.
+        So do their rows of another config whose difference the branch cannot see
+        (:func:`config_rows`); those feed dependent branches and are not copied.
     cluster:
         Shard the tasks over Ray workers (see :mod:`mccom_core.lm.distributed`); each loads
         ``config.slm`` / ``config.llm`` by spec once, and this process appends every finished
@@ -163,9 +184,9 @@ def run_benchmark(
         tasks = loaded.tasks
     selected = select_tasks(tasks, kind, limit)
     dropped = repair(out)
-    done = _stored_rows(out, chash)
+    done = _stored_rows(out, config)
     for path in (Path(p) for p in seed if Path(p).is_file()):
-        for task_id, branches in _stored_rows(path, chash, config).items():
+        for task_id, branches in _stored_rows(path, config).items():
             for branch, row in branches.items():
                 done[task_id].setdefault(branch, row)
     existing = sum(len(v) for v in done.values())

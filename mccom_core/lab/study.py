@@ -44,8 +44,9 @@ def cascade_results(rows_path, *, slm: str, llm: str, per_kind: int, branches: S
 
     With ``compute`` the runner (:func:`mccom_core.cascade.runner.run_benchmark`) runs the branches not
     yet stored for up to ``per_kind`` tasks per kind; without it, the stored rows are only read.
-    Either way only the rows of this config (its :func:`~mccom_core.cascade.engine.config_hash`)
-    are returned: a file may hold runs of several configs, and their rows must not mix.
+    Either way only the rows that hold for this config are returned
+    (:func:`~mccom_core.cascade.runner.config_rows`: its own, and rows of another config whose
+    branch cannot see the difference): a file may hold runs of several configs, and their rows must not mix.
 
     A file of the project outside ``build/`` (the committed rows) is only read: rows computed
     beside it go to its mirror under ``build/rows/`` (:func:`new_rows_path`), so a notebook run
@@ -64,7 +65,7 @@ def cascade_results(rows_path, *, slm: str, llm: str, per_kind: int, branches: S
     elif not any(p.is_file() for p in sources):
         raise MccomError(f"no cascade rows at {rows_path}: run with compute=True or pass an existing file")
     chash = config_hash(config)
-    frames = [read_results(p, chash) for p in sources if p.is_file()]
+    frames = [read_results(p, config=config) for p in sources if p.is_file()]
     rows = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame()], ignore_index=True)
     if not rows.empty:
         rows = rows.drop_duplicates(["task_id", "branch"]).reset_index(drop=True)

@@ -16,6 +16,7 @@ already shows in :mod:`mccom_core.retrieval.redundancy`, prompt assembly in
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -63,13 +64,13 @@ class Retriever:
     def _round1(self, index: RepoIndex, site: CompletionSite) -> np.ndarray:
         return index.scores(code_tokens(round1_query(site.left_context, site.right_context, self.config)))
 
-    def _round2(self, index: RepoIndex, site: CompletionSite) -> np.ndarray:
+    def _round2(self, index: RepoIndex, site: CompletionSite, config: RetrievalConfig | None = None) -> np.ndarray:
         if site.slm_output is None:
             raise MccomError(
                 f"the {self.name!r} retriever needs the rejected SLM output (slm_output); "
                 "use 'round1' before the small model has run"
             )
-        query = round2_query(site.left_context, site.slm_output, self.config, site.right_context)
+        query = round2_query(site.left_context, site.slm_output, config or self.config, site.right_context)
         return index.scores(code_tokens(query))
 
 
@@ -92,12 +93,16 @@ class Round1Retriever(Retriever):
 
 
 class RepoCoderRetriever(Retriever):
-    """RepoCoder's round 2: BM25 on the SLM output + left context alone (baseline)."""
+    """RepoCoder's round 2: BM25 on the SLM output + left context alone (baseline).
+
+    Always RepoCoder's query, whatever ``config.round2_query`` says: that option is MCCom's
+    fused round 2's (and reading it here would change the baseline under a changed default).
+    """
 
     name = "repocoder"
 
     def scores(self, index, site, mask):
-        return self._round2(index, site)
+        return self._round2(index, site, replace(self.config, round2_query="repocoder"))
 
 
 class FusedRetriever(Retriever):
