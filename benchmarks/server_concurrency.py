@@ -12,10 +12,12 @@ Reported per level: wall time, lines per second, per-line client latency (median
 what a user waiting for that line would see, queueing included), the mean time to the first
 token and the mean rest, and whether each line's tokens equal those of concurrency 1
 (a batched server may round differently). Beside the client's view, the server's own split of
-the same requests: mean queue, prefill and decode seconds per request from vLLM's Prometheus
-histograms (``/metrics``: ``vllm:request_queue_time_seconds``, ``..._prefill_time_...``,
-``..._decode_time_...``), differenced before and after the level; the rest of the client's
-latency (HTTP, tokenization, the client's own stop checks) is what neither of those holds.
+the same requests: queue, prefill, decode and end-to-end seconds per line (summed over the
+line's requests: a healed prompt makes one constrained request before the free one) from
+vLLM's Prometheus histograms (``/metrics``: ``vllm:request_queue_time_seconds``,
+``..._prefill_time_...``, ``..._decode_time_...``, ``vllm:e2e_request_latency_seconds``),
+differenced before and after the level, with the requests per line; the client's latency
+beyond the server's end-to-end time (HTTP, the client's own stop checks) is what neither holds.
 
     mccom serve qwen2.5-coder-0.5b --port 8000 &   # wait for "ready"
     python benchmarks/server_concurrency.py --spec openai:http://127.0.0.1:8000/v1#qwen2.5-coder-0.5b \
@@ -78,7 +80,7 @@ def escalated_prompts(spec: str, n: int):
 
 
 SERVER_METRICS = {"queue": "vllm:request_queue_time_seconds", "prefill": "vllm:request_prefill_time_seconds",
-                  "decode": "vllm:request_decode_time_seconds"}
+                  "decode": "vllm:request_decode_time_seconds", "e2e": "vllm:e2e_request_latency_seconds"}
 
 
 def server_metrics(spec: str) -> dict[str, tuple[float, float]] | None:
@@ -102,15 +104,15 @@ def server_metrics(spec: str) -> dict[str, tuple[float, float]] | None:
     return out
 
 
-def metric_means(before, after) -> dict[str, float]:
-    """Mean seconds per request of each histogram between two :func:`server_metrics` reads."""
-    if before is None or after is None:
+def metric_per_line(before, after, lines: int) -> dict[str, float]:
+    """Seconds per line of each histogram between two :func:`server_metrics` reads (the sum
+    over all requests of the level divided by its ``lines``), and ``requests``: the requests
+    the server counted per line."""
+    if before is None or after is None or lines <= 0:
         return {}
-    means = {}
-    for name in SERVER_METRICS:
-        n = after[name][1] - before[name][1]
-        means[name] = (after[name][0] - before[name][0]) / n if n > 0 else float("nan")
-    return means
+    out = {name: (after[name][0] - before[name][0]) / lines for name in SERVER_METRICS}
+    out["requests"] = (after["e2e"][1] - before["e2e"][1]) / lines
+    return out
 
 
 def main(argv=None) -> int:
@@ -119,15 +121,19 @@ def main(argv=None) -> int:
     ap.add_argument("--lines", type=int, default=16, help="escalated lines per concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--out", default=None, help="markdown file to write the table to")
+    ap.add_argument("--timeout", type=float, default=900.0,
+                    help="seconds a client waits for one request (no retries: a retry would resend under load); "
+                         "the cascade's default, 120 s, trips at 4 clients of the 1.5B on 2 cores")
     args = ap.parse_args(argv)
 
     from mccom_core.lm.decoding import complete
-    from mccom_core.lm.models import load_model
+    from mccom_core.errors import MccomError
+    from mccom_core.lm.remote import load_remote
     from mccom_core.lm.prompts import PromptConfig, build_prompt
     from mccom_core.provenance import cpu_name
 
     lines, tok, config = escalated_prompts(args.spec, args.lines)
-    llm = load_model(args.spec)
+    llm = load_remote(args.spec, timeout_s=args.timeout, max_retries=0)
     llm.warm_up()
 
     def one(level: int, i: int):
@@ -135,7 +141,11 @@ def main(argv=None) -> int:
         prompt = build_prompt(left, right, tok, PromptConfig(max_left_tokens=config.max_left_tokens),
                               prefix=f"# concurrency {level}, request {i}\n" + block)
         t0 = time.perf_counter()
-        out = complete(llm, prompt, decode)
+        try:
+            out = complete(llm, prompt, decode)
+        except MccomError as exc:  # a timed-out line is counted, not fatal
+            print(f"concurrency {level}, line {i}: {exc}", file=sys.stderr)
+            out = None
         return time.perf_counter() - t0, out
 
     table, first = [], None
@@ -145,40 +155,50 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(max_workers=level) as pool:
             results = list(pool.map(lambda i: one(level, i), range(len(lines))))
         wall = time.perf_counter() - t0
-        server = metric_means(before, server_metrics(args.spec))
+        failed = sum(out is None for _, out in results)
+        results = [(sec, out) for sec, out in results if out is not None]
+        server = metric_per_line(before, server_metrics(args.spec), len(results))
         tokens = [out.token_ids for _, out in results]
         first = first or tokens
         lat = sorted(s for s, _ in results)
         table.append({
-            "concurrency": level, "lines": len(lines), "wall_s": wall, "lines_per_s": len(lines) / wall,
+            "concurrency": level, "lines": len(lines), "failed": failed, "wall_s": wall,
+            "lines_per_s": len(results) / wall,
             "p50_s": statistics.median(lat), "p90_s": lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))],
             "first_token_ms": statistics.mean(o.prefill_ms for _, o in results),
             "rest_ms": statistics.mean(o.decode_ms for _, o in results),
             "prompt_tokens": statistics.mean(o.prompt_tokens for _, o in results),
             "same": sum(a == b for a, b in zip(tokens, first)),
-            **{f"server_{k}_ms": 1e3 * v for k, v in server.items()},
+            "client_requests": statistics.mean(o.extra.get("requests", 0) for _, o in results),
+            **{f"server_{k}_ms": 1e3 * v for k, v in server.items() if k in SERVER_METRICS},
+            "server_requests": server.get("requests"),
         })
         print(f"concurrency {level}: {wall:.1f} s", file=sys.stderr)
 
     head = ("| clients | lines | wall s | lines/s | latency p50 s | latency p90 s | first token ms (mean) "
-            "| rest ms (mean) | server queue ms | server prefill ms | server decode ms | prompt tokens (mean) "
-            "| tokens equal to 1 client |\n"
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+            "| rest ms (mean) | requests per line | server queue ms | server prefill ms | server decode ms "
+            "| server end to end ms | prompt tokens (mean) | tokens equal to 1 client |\n"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 
     def ms(r, key):
         v = r.get(key)
         return "" if v is None or v != v else f"{v:.0f}"
 
     body = "".join(
-        f"| {r['concurrency']} | {r['lines']} | {r['wall_s']:.1f} | {r['lines_per_s']:.3f} | {r['p50_s']:.2f} "
-        f"| {r['p90_s']:.2f} | {r['first_token_ms']:.0f} | {r['rest_ms']:.0f} | {ms(r, 'server_queue_ms')} "
-        f"| {ms(r, 'server_prefill_ms')} | {ms(r, 'server_decode_ms')} | {r['prompt_tokens']:.0f} "
+        f"| {r['concurrency']} | {r['lines'] - r['failed']} of {r['lines']} | {r['wall_s']:.1f} | {r['lines_per_s']:.3f} "
+        f"| {r['p50_s']:.2f} | {r['p90_s']:.2f} | {r['first_token_ms']:.0f} | {r['rest_ms']:.0f} "
+        f"| {r['client_requests']:.2f} | {ms(r, 'server_queue_ms')} | {ms(r, 'server_prefill_ms')} "
+        f"| {ms(r, 'server_decode_ms')} | {ms(r, 'server_e2e_ms')} | {r['prompt_tokens']:.0f} "
         f"| {r['same']} of {r['lines']} |\n" for r in table)
+    note = ("\nClient columns: per line as the cascade sees it (first token: the first request's time to its "
+            "first token). Server columns: the server's own seconds per completed line, summed over that "
+            "line's requests, from vLLM's /metrics histograms.\n")
     text = (f"# Cascade clients against one served LLM\n\nCommand: `python benchmarks/server_concurrency.py "
-            f"--spec {args.spec} --lines {args.lines} --concurrency {' '.join(map(str, args.concurrency))}` on "
-            f"{datetime.date.today()}, {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"--spec {args.spec} --lines {args.lines} --concurrency {' '.join(map(str, args.concurrency))} "
+            f"--timeout {args.timeout:g}` on "
+            f"{datetime.date.today()}, {cpu_name()}, Python {platform.python_version()}; "
             f"server and clients on the same machine. 1-minute load average at the end {os.getloadavg()[0]:.1f}.\n\n"
-            + head + body)
+            + head + body + note)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
