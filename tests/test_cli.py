@@ -192,7 +192,7 @@ def _expected():
             "model": serve.model, "host": serve.host, "port": serve.port, "dtype": serve.dtype,
             "max_model_len": serve.max_model_len, "kv_cache_gb": serve.kv_cache_gb,
             "prefix_caching": serve.prefix_caching, "eager": serve.enforce_eager, "package": serve.package,
-            "env_dir": serve.env_dir, "setup_only": False}),
+            "env_dir": serve.env_dir, "ngram_tokens": serve.ngram_tokens, "setup_only": False}),
     }
 
 

@@ -9,6 +9,7 @@ cannot be built. No mock servers: a "server down" is a closed port.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,12 @@ def test_server_command_serves_the_spec_name_with_prefix_caching():
                    "--max-model-len", "4096", "--logprobs-mode", "processed_logprobs", "--enable-prefix-caching"]
     eager = server_command(ServeConfig(enforce_eager=True, prefix_caching=False), Path("p"), "f")
     assert eager[-2:] == ["--no-enable-prefix-caching", "--enforce-eager"]
+    ngram = server_command(ServeConfig(ngram_tokens=3), Path("p"), "f")
+    assert ngram[-2] == "--speculative-config"
+    assert json.loads(ngram[-1]) == {"method": "ngram", "num_speculative_tokens": 3,
+                                     "prompt_lookup_min": 1, "prompt_lookup_max": 4}
+    with pytest.raises(MccomError, match="n-gram speculation needs"):
+        ServeConfig(ngram_tokens=2, ngram_min=3, ngram_max=2)
 
 
 def test_failed_engine_build_names_the_step_and_the_log(tmp_path):

