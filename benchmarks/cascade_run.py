@@ -166,6 +166,15 @@ def makeup_section(rows) -> list[str]:
 KEY_POLICIES = ("always-slm", "always-llm", "confidence-only", "mccom", "oracle")
 
 
+def complete_tasks(rows) -> pd.Index:
+    """The task ids with every core branch stored: the tasks the policy tables are computed on
+    (:func:`~mccom_core.cascade.policies.branch_table` leaves the others out), so every n
+    the report states counts these, also while a rerun is partial."""
+    core = rows[rows["branch"].isin(CascadeConfig().branches)]
+    counts = core.groupby("task_id")["branch"].nunique()
+    return counts.index[counts == len(CascadeConfig().branches)]
+
+
 def kind_table(rows, args) -> list[str]:
     """The key policies per task kind (warm accounting, each kind's own best thresholds)."""
     out = ["| kind | n | policy | threshold | EM % | ES % | LLM calls % | mean s warm | latency vs LLM % (warm) |",
@@ -174,7 +183,7 @@ def kind_table(rows, args) -> list[str]:
         sub = rows[rows["kind"] == kind]
         table = summary(sub, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms,
                         accountings=("warm",)).set_index("policy")
-        n = sub["task_id"].nunique()
+        n = len(complete_tasks(sub))
         for name in KEY_POLICIES:
             w = table.loc[name]
             out.append(f"| {kind} | {n} | {name} | {_fmt(w['threshold'], 2)} | {_fmt(w['em'], pct=True)} "
@@ -201,7 +210,7 @@ def sensitivity_table(rows) -> list[str]:
 
 def sample_note(rows, em: float) -> str:
     """How far the sample is from the 300-per-kind target, and how wide an EM interval it gives."""
-    n = rows["task_id"].nunique()
+    n = len(complete_tasks(rows))
     half = 196 * np.sqrt(max(em * (1 - em), 1e-9) / max(n, 1))
     return (f"**Sample size.** {n} tasks (target: 300 per kind). An EM of {100 * em:.1f}% on {n} tasks has a 95% "
             f"interval of about ±{half:.1f} points; paired differences between policies on the same tasks are "
@@ -252,9 +261,7 @@ def speed_note(rows) -> str:
 def report(rows, args, run_note: str) -> str:
     table = summary(rows, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms)
     paper = paper_comparison(rows, table, accounting="warm")
-    core = rows[rows["branch"].isin(CascadeConfig().branches)]
-    complete = core.groupby("task_id")["branch"].nunique() == len(CascadeConfig().branches)
-    kinds = core[core["task_id"].isin(complete.index[complete])].drop_duplicates("task_id")["kind"].value_counts().to_dict()
+    kinds = rows[rows["task_id"].isin(complete_tasks(rows))].drop_duplicates("task_id")["kind"].value_counts().to_dict()
     chash = getattr(args, "config_hash", None) or rows["config_hash"].iloc[0]
     reused = int((rows["config_hash"] != chash).sum())
     reuse_note = (f" {reused} rows (SLM, round 1, ablations a round-2 option cannot change) are those of config "
