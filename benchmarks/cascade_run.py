@@ -253,9 +253,17 @@ def speed_note(rows) -> str:
     cpus = llm.get("cpu", pd.Series(None, index=llm.index, dtype=object)).fillna("CPU not recorded")
     per_day = (llm["prefill_ms"] / llm["prompt_tokens"]).groupby([days, cpus]).agg(["median", "size"])
     parts = [f"{d} ({c}): {r['median']:.1f} ms ({int(r['size'])} rows)" for (d, c), r in per_day.iterrows()]
-    return ("Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts)
-            + ". A task's branches are timed on one day, so policies compare like with like; absolute "
-            "seconds mix the days and machines.")
+    core = rows[rows["branch"].isin(CascadeConfig().branches) & rows["task_id"].isin(complete_tasks(rows))]
+    span = core.groupby("task_id")["written_at"].agg(lambda t: t.max() - t.min())
+    mixed = int((span > 6 * 3600).sum())  # one run's branches of a task are minutes apart
+    tail = (". A task's branches are timed on one day, so policies compare like with like; absolute "
+            "seconds mix the days and machines." if not mixed else
+            f". **{mixed} of {core['task_id'].nunique()} tasks have core branches timed in different sessions** "
+            "(over 6 h apart: rows reused from another config, `runner.config_rows`): their policy latencies mix "
+            "the speeds "
+            "above, so latency differences between policies are not like for like there; EM and LLM share do "
+            "not depend on timing.")
+    return "Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts) + tail
 
 
 def report(rows, args, run_note: str) -> str:

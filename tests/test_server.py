@@ -325,3 +325,44 @@ def test_bench_run_with_the_served_llm_gives_the_in_process_rows(pair, server, t
     llm_rows = served[served["role"] == "llm"]
     assert (llm_rows["model"] == server.spec).all() and (llm_rows["prefill_ms"] > 0).all()
     assert replace(config, llm=server.spec) != config  # the served rows are a config of their own
+
+
+@pytest.mark.slow
+def test_ray_workers_share_the_served_llm(server, tmp_path):
+    """`mccom bench run --workers 2 --llm <server spec>`: two Ray workers (a local cluster) each
+    load only the SLM and send their LLM requests to the one server; their rows equal the
+    serial served run's, row for row (timings aside; the SLM on one torch thread in both, the
+    workers' share of 2 cores; the server's probabilities to 2e-3, as it may batch the two
+    workers' requests)."""
+    pytest.importorskip("ray")
+    import torch
+
+    from mccom_core.cli import main
+    from mccom_core.jsonl import read_jsonl
+    from tests.test_distributed import stable
+
+    threads = max(1, (os.cpu_count() or 2) // 2)  # a local cluster gives each of 2 workers half the cores
+    run = ["bench", "run", "--limit", "2", "--kind", "line", "--slm", MODEL, "--llm", server.spec,
+           "--no-warm", "--device", "cpu", "--quiet"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert main(run + ["--out", str(tmp_path / "serial.jsonl")]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert main(run + ["--out", str(tmp_path / "sharded.jsonl"), "--workers", "2"]) == 0
+    keyed = {}
+    for name in ("serial", "sharded"):
+        rows = read_jsonl(tmp_path / f"{name}.jsonl")
+        keyed[name] = {(r["task_id"], r["branch"]): stable(r) for r in rows}
+        assert len(keyed[name]) == len(rows) > 0  # no (task, branch) row twice
+    serial, sharded = keyed["serial"], keyed["sharded"]
+    assert sharded.keys() == serial.keys()
+    for key, row in sharded.items():
+        want = serial[key]
+        assert row["confidence"] == pytest.approx(want["confidence"], abs=2e-3), key
+        same = lambda r: {k: v for k, v in r.items() if k != "confidence"}  # noqa: E731
+        assert same(row) == same(want), key
+        if row["role"] == "llm":
+            assert row["model"] == server.spec
+    assert {r["torch_threads"] for r in sharded.values()} == {threads}
