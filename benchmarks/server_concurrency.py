@@ -84,24 +84,14 @@ SERVER_METRICS = {"queue": "vllm:request_queue_time_seconds", "prefill": "vllm:r
 
 
 def server_metrics(spec: str) -> dict[str, tuple[float, float]] | None:
-    """(sum, count) of each :data:`SERVER_METRICS` histogram, summed over label sets; None when
-    the server has no ``/metrics`` (not vLLM)."""
-    import httpx
+    """(sum, count) of each :data:`SERVER_METRICS` histogram; None when the server has no ``/metrics``."""
+    from mccom_core.lm.remote import server_metrics as read
 
-    base = spec.removeprefix("openai:").rpartition("#")[0].rstrip("/").removesuffix("/v1")
-    try:
-        text = httpx.get(f"{base}/metrics", timeout=10).text
-    except httpx.HTTPError:
+    names = [m + suffix for m in SERVER_METRICS.values() for suffix in ("_sum", "_count")]
+    sums = read(spec.removeprefix("openai:").rpartition("#")[0], names)
+    if sums is None:
         return None
-    out = {}
-    for name, metric in SERVER_METRICS.items():
-        total = {"_sum": 0.0, "_count": 0.0}
-        for line in text.splitlines():
-            for suffix in total:
-                if line.startswith(metric + suffix):
-                    total[suffix] += float(line.rsplit(" ", 1)[1])
-        out[name] = (total["_sum"], total["_count"])
-    return out
+    return {k: (sums[m + "_sum"], sums[m + "_count"]) for k, m in SERVER_METRICS.items()}
 
 
 def metric_per_line(before, after, lines: int) -> dict[str, float]:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from server_stage2 import SPEC_COUNTERS, server_version, spec_counters, timed  # noqa: E402
+from server_stage2 import server_version, timed  # noqa: E402
 from speculative import pick_tasks  # noqa: E402
 
 from mccom_core.cascade.engine import CascadeConfig  # noqa: E402
@@ -47,10 +47,13 @@ from mccom_core.errors import MccomError  # noqa: E402
 from mccom_core.lm.decoding import complete  # noqa: E402
 from mccom_core.lm.models import load_model  # noqa: E402
 from mccom_core.lm.prompts import PromptConfig, build_prompt  # noqa: E402
+from mccom_core.lm.remote import server_metrics  # noqa: E402
 from mccom_core.lm.remote_decoding import complete_remote  # noqa: E402
 from mccom_core.provenance import cpu_name  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "server_ngram.md"
+SPEC_COUNTERS = ("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_draft_tokens",
+                 "vllm:spec_decode_num_accepted_tokens")
 
 
 def measure(args) -> int:
@@ -63,7 +66,7 @@ def measure(args) -> int:
                   if line.startswith("{") and "task_id" in line]
     slm = None if wanted else load_model(args.slm, device="cpu")
     llm.warm_up()
-    before = spec_counters(llm.config.base_url)
+    before = server_metrics(llm.config.base_url, SPEC_COUNTERS) or dict.fromkeys(SPEC_COUNTERS, 0.0)
     tag, rows, snapshots = f"mccom server_ngram {args.label} {time.time_ns()}", [], {}
     for task in pick_tasks(10 * args.n_lines if wanted is None else 10 * len(wanted)):
         if (wanted is None and len(rows) >= args.n_lines) or (wanted is not None and len(rows) == len(wanted)):
@@ -88,7 +91,7 @@ def measure(args) -> int:
                      "requests": cold.extra["requests"], "em": exact_match(cold.text, task.ground_truth),
                      "load": os.getloadavg()[0]})
         print(f"[{len(rows)}] {task.task_id}: cold {cold_ms:.0f} ms, warm {warm_ms:.0f} ms", flush=True)
-    after = spec_counters(llm.config.base_url)
+    after = server_metrics(llm.config.base_url, SPEC_COUNTERS) or dict.fromkeys(SPEC_COUNTERS, 0.0)
     meta = {"label": args.label, "spec": args.spec, "server": server_version(llm.config.base_url),
             "note": args.server_note, "max_left_tokens": args.max_left_tokens, "cpu": cpu_name(),
             "at": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",

@@ -11,12 +11,7 @@ up to ``--max-left-tokens``) and decoding (line stop, token healing), the served
   request (which vLLM 0.32 prefills in full: it does not read the prefix cache for it), then
   greedy requests from the accepted prefix (those read the cache);
 * plain warm: plain again, the prompt now in the server's prefix cache (what a server that
-  had seen the prompt costs; stage 2 cannot use that);
-* with ``--ngram-spec`` (a second server of the same model started with vLLM's own n-gram
-  speculation, ``mccom serve ... --ngram-tokens K``): plain greedy on that server, cold then
-  warm: the server-side counterpart of stage 1's context drafter, which needs no SLM output.
-  Its drafted and accepted tokens are read from that server's ``/metrics``
-  (``vllm:spec_decode_num_draft_tokens``, ``..._num_accepted_tokens``) before and after the run.
+  had seen the prompt costs; stage 2 cannot use that).
 
 So that "cold" is cold on a server that ran this script before, each LLM prompt starts with a
 comment line unique to the run (like a retrieved block would). Latency is the wall time of
@@ -25,8 +20,6 @@ three outputs are compared token for token.
 
     mccom serve qwen2.5-coder-1.5b --port 8000 --eager &   # wait for "ready"
     python benchmarks/server_stage2.py --spec openai:http://127.0.0.1:8000/v1#qwen2.5-coder-1.5b --n-lines 10
-    mccom serve qwen2.5-coder-1.5b --port 8001 --eager --ngram-tokens 2 &   # optional: vLLM's n-gram speculation
-    python benchmarks/server_stage2.py --spec ... --ngram-spec openai:http://127.0.0.1:8001/v1#qwen2.5-coder-1.5b
 """
 
 from __future__ import annotations
@@ -73,9 +66,8 @@ def timed(fn):
     return out, (time.perf_counter() - t0) * 1e3
 
 
-def measure(task, snapshot, slm, llm, config: CascadeConfig, tag: str, ngram=None) -> dict | None:
-    """One line's row, or None when the SLM's output is an exact match (not escalated);
-    ``ngram``: the served model with vLLM's n-gram speculation, or None."""
+def measure(task, snapshot, slm, llm, config: CascadeConfig, tag: str) -> dict | None:
+    """One line's row, or None when the SLM's output is an exact match (not escalated)."""
     left, right = task_context(task, snapshot)
     decode = config.decode_config("line")
     pcfg = PromptConfig(max_left_tokens=config.max_left_tokens)
@@ -86,11 +78,6 @@ def measure(task, snapshot, slm, llm, config: CascadeConfig, tag: str, ngram=Non
     plain, plain_ms = timed(lambda: complete_remote(llm, prompt, decode))
     stage2, stage2_ms = timed(lambda: complete_remote(llm, prompt, decode, draft_ids=draft.token_ids))
     warm, warm_ms = timed(lambda: complete_remote(llm, prompt, decode))
-    extra, same = {}, True
-    if ngram is not None:
-        ng_cold, extra["ngram_ms"] = timed(lambda: complete_remote(ngram, prompt, decode))
-        ng_warm, extra["ngram_warm_ms"] = timed(lambda: complete_remote(ngram, prompt, decode))
-        same = ng_cold.token_ids == ng_warm.token_ids == plain.token_ids
     return {
         "task_id": task.task_id, "prompt_tokens": plain.prompt_tokens, "tokens": len(plain.token_ids),
         "slm_tokens": len(draft.token_ids), "drafted": stage2.n_drafted, "accepted": stage2.n_accepted,
@@ -99,25 +86,9 @@ def measure(task, snapshot, slm, llm, config: CascadeConfig, tag: str, ngram=Non
         "plain_ms": plain_ms, "stage2_ms": stage2_ms,
         "verify_ms": stage2.extra["verify_request_ms"], "warm_ms": warm_ms,
         "plain_requests": plain.extra["requests"], "stage2_requests": stage2.extra["requests"],
-        "identical": plain.token_ids == stage2.token_ids == warm.token_ids and plain.text == stage2.text and same,
-        "llm_em": exact_match(plain.text, task.ground_truth), "load": os.getloadavg()[0], **extra,
+        "identical": plain.token_ids == stage2.token_ids == warm.token_ids and plain.text == stage2.text,
+        "llm_em": exact_match(plain.text, task.ground_truth), "load": os.getloadavg()[0],
     }
-
-
-SPEC_COUNTERS = ("vllm:spec_decode_num_drafts", "vllm:spec_decode_num_draft_tokens",
-                 "vllm:spec_decode_num_accepted_tokens")
-
-
-def spec_counters(base_url: str) -> dict[str, float]:
-    """The server's speculative-decoding counters (summed over label sets; absent ones are 0)."""
-    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = dict.fromkeys(SPEC_COUNTERS, 0.0)
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0].removesuffix("_total")
-        if name in out and not line.startswith("#"):
-            out[name] += float(line.rsplit(" ", 1)[1])
-    return out
 
 
 def server_version(base_url: str) -> str:
@@ -128,18 +99,15 @@ def server_version(base_url: str) -> str:
         return "unknown server version"
 
 
-def report(rows: list[dict], header: str, ngram: dict | None = None) -> str:
-    """The markdown report; ``ngram``: the n-gram server's counter deltas (its columns shown then)."""
-    ng_head, ng_rule = (" n-gram cold ms | n-gram warm ms |", "---:|---:|") if ngram is not None else ("", "")
+def report(rows: list[dict], header: str) -> str:
     lines = [header, "", "| line | prompt tok | tokens | drafted | accepted | plain cold ms | stage 2 ms | "
-             f"of it verification ms | plain warm ms |{ng_head} requests plain / stage 2 | identical |",
-             f"|---|---:|---:|---:|---:|---:|---:|---:|---:|{ng_rule}---|---|"]
+             "of it verification ms | plain warm ms | requests plain / stage 2 | identical |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         drafted = "dropped" if r["dropped"] else r["drafted"]
-        ng = f" {r['ngram_ms']:.0f} | {r['ngram_warm_ms']:.0f} |" if ngram is not None else ""
         lines.append(f"| {r['task_id']} | {r['prompt_tokens']} | {r['tokens']} | {drafted} | {r['accepted']} "
-                     f"| {r['plain_ms']:.0f} | {r['stage2_ms']:.0f} | {r['verify_ms']:.0f} | {r['warm_ms']:.0f} |{ng}"
-                     f" {r['plain_requests']} / {r['stage2_requests']} | {'yes' if r['identical'] else 'NO'} |")
+                     f"| {r['plain_ms']:.0f} | {r['stage2_ms']:.0f} | {r['verify_ms']:.0f} | {r['warm_ms']:.0f} "
+                     f"| {r['plain_requests']} / {r['stage2_requests']} | {'yes' if r['identical'] else 'NO'} |")
     if rows:
         med = lambda key: statistics.median(r[key] for r in rows)  # noqa: E731
         ratio = statistics.median(r["stage2_ms"] / r["plain_ms"] for r in rows)
@@ -152,17 +120,8 @@ def report(rows: list[dict], header: str, ngram: dict | None = None) -> str:
                   f"Draft tokens accepted: {accepted} of {drafted}{share}; drafts dropped (healed token differs): "
                   f"{sum(r['dropped'] for r in rows)}; SLM outputs that are a prefix of the LLM's (the whole "
                   f"draft right; its last token, when it ends the line, is uncounted as in-process): {full}.",
-                  *([] if ngram is None else [
-                      "", f"vLLM's n-gram speculation (same model, second server): medians cold "
-                      f"{med('ngram_ms'):.0f} ms, warm {med('ngram_warm_ms'):.0f} ms; n-gram cold / plain cold, median "
-                      f"of per-line ratios: {statistics.median(r['ngram_ms'] / r['plain_ms'] for r in rows):.2f}x, "
-                      f"warm / plain warm {statistics.median(r['ngram_warm_ms'] / r['warm_ms'] for r in rows):.2f}x. "
-                      f"The server drafted {ngram['vllm:spec_decode_num_draft_tokens']:.0f} tokens in "
-                      f"{ngram['vllm:spec_decode_num_drafts']:.0f} drafts and accepted "
-                      f"{ngram['vllm:spec_decode_num_accepted_tokens']:.0f} (cold and warm runs together)."]),
                   "", f"LLM exact match: {sum(r['llm_em'] for r in rows)} of {len(rows)}. Outputs identical (plain "
-                  f"cold, stage 2, plain warm{', n-gram cold and warm' if ngram is not None else ''}): "
-                  f"{sum(r['identical'] for r in rows)} of {len(rows)}. 1-minute load "
+                  f"cold, stage 2, plain warm): {sum(r['identical'] for r in rows)} of {len(rows)}. 1-minute load "
                   f"average while measuring: median {statistics.median(r['load'] for r in rows):.1f}, max "
                   f"{max(r['load'] for r in rows):.1f} (2 cores: above 2, other work shared the CPU).", "", NOTE]
     return "\n".join(lines) + "\n"
@@ -174,9 +133,6 @@ def main(argv=None) -> int:
     ap.add_argument("--slm", default="qwen2.5-coder-0.5b", help="the in-process SLM (same tokenizer as the LLM)")
     ap.add_argument("--n-lines", type=int, default=10, help="escalated lines to measure")
     ap.add_argument("--max-left-tokens", type=int, default=CascadeConfig().max_left_tokens)
-    ap.add_argument("--ngram-spec", default=None,
-                    help="a second server of the same model with vLLM's n-gram speculation (mccom serve ... "
-                         "--ngram-tokens K), measured on the same lines")
     ap.add_argument("--server-note", default="", help="how the server was started, for the report")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
@@ -188,10 +144,6 @@ def main(argv=None) -> int:
                          "the SLM's token ids; use an SLM of the LLM's family")
     config = CascadeConfig(slm=args.slm, llm=args.spec, max_left_tokens=args.max_left_tokens)
     llm.warm_up()
-    ngram = load_model(args.ngram_spec) if args.ngram_spec else None
-    if ngram is not None:
-        ngram.warm_up()
-        before = spec_counters(ngram.config.base_url)
     tag = f"mccom server_stage2 {time.time_ns()}"
     rows, snapshots, seen = [], {}, 0
     for task in pick_tasks(10 * args.n_lines):
@@ -200,7 +152,7 @@ def main(argv=None) -> int:
         seen += 1
         try:
             snap = snapshots.setdefault(task.repo, materialize(task.repo, task.repo_hash))
-            row = measure(task, snap, slm, llm, config, tag, ngram)
+            row = measure(task, snap, slm, llm, config, tag)
         except MccomError as exc:
             print(f"skipped {task.task_id}: {exc}", file=sys.stderr)
             continue
@@ -217,12 +169,7 @@ def main(argv=None) -> int:
               f"line stop, token healing. {len(rows)} escalated lines (SLM output not an exact match) of the "
               f"first {seen} `line` tasks (round-robin over repositories). Times are wall ms per line as the "
               f"client sees them; see the script's docstring for what each column is.")
-    counts = None
-    if ngram is not None:
-        after = spec_counters(ngram.config.base_url)
-        counts = {k: after[k] - before[k] for k in SPEC_COUNTERS}
-        header += f" N-gram server: {args.ngram_spec}."
-    text = report(rows, header, counts)
+    text = report(rows, header)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     print(text)

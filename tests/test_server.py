@@ -366,3 +366,18 @@ def test_ray_workers_share_the_served_llm(server, tmp_path):
         if row["role"] == "llm":
             assert row["model"] == server.spec
     assert {r["torch_threads"] for r in sharded.values()} == {threads}
+
+
+def test_metric_sums_adds_label_sets_and_reads_counters_without_total():
+    from mccom_core.lm.remote import metric_sums
+
+    text = ("# HELP vllm:spec_decode_num_drafts_total drafts\n"
+            'vllm:spec_decode_num_drafts_total{engine="0",model_name="m"} 3.0\n'
+            'vllm:spec_decode_num_drafts_total{engine="1",model_name="m"} 4.0\n'
+            'vllm:request_queue_time_seconds_sum{model_name="m"} 1.5\n'
+            'vllm:request_queue_time_seconds_count{model_name="m"} 2.0\n'
+            'vllm:request_queue_time_seconds_bucket{le="0.3",model_name="m"} 1.0\n')
+    names = ("vllm:spec_decode_num_drafts", "vllm:request_queue_time_seconds_sum",
+             "vllm:request_queue_time_seconds_count", "vllm:absent")
+    assert metric_sums(text, names) == {"vllm:spec_decode_num_drafts": 7.0, "vllm:request_queue_time_seconds_sum": 1.5,
+                                        "vllm:request_queue_time_seconds_count": 2.0, "vllm:absent": 0.0}

@@ -172,6 +172,34 @@ def call(config: RemoteConfig, request):
                          "PromptConfig.max_left_tokens") from exc
 
 
+def metric_sums(text: str, names) -> dict[str, float]:
+    """The value of each Prometheus metric of ``names`` in a ``/metrics`` exposition ``text``,
+    summed over its label sets (a counter's ``_total`` suffix may be left out); absent ones are 0."""
+    out = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        for key in (name, name.removesuffix("_total")):
+            if key in out:
+                out[key] += float(line.rsplit(" ", 1)[1])
+                break
+    return out
+
+
+def server_metrics(base_url: str, names) -> dict[str, float] | None:
+    """:func:`metric_sums` of a server's ``/metrics`` (``base_url`` with or without ``/v1``);
+    None when it has none (not a vLLM server)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{base_url.rstrip('/').removesuffix('/v1')}/metrics", timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return metric_sums(response.text, names)
+
+
 def _message(exc) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
