@@ -42,6 +42,7 @@ from mccom_core.errors import MccomError
 from mccom_core.paths import PROJECT_ROOT
 from mccom_core.cascade.policies import paper_comparison, summary
 from mccom_core.cascade.runner import read_results, run_benchmark
+from mccom_core.cascade.timing import align_sessions, mixed_tasks, paired_prefill_ratio, session_speeds
 from mccom_core.provenance import cpu_name, package_versions
 from mccom_core.lab.study import paired_difference, retrieval_ablation, slm_missed_tasks
 
@@ -259,14 +260,61 @@ def speed_note(rows) -> str:
     tail = (". A task's branches are timed on one day, so policies compare like with like; absolute "
             "seconds mix the days and machines." if not mixed else
             f". **{mixed} of {core['task_id'].nunique()} tasks have core branches timed in different sessions** "
-            "(over 6 h apart: rows reused from another config, `runner.config_rows`): their policy latencies mix "
-            "the speeds "
-            "above, so latency differences between policies are not like for like there; EM and LLM share do "
-            "not depend on timing.")
+            "(over 6 h apart: rows reused from another config, `runner.config_rows`): their raw policy latencies "
+            "mix the speeds above, so the policy tables below use session-aligned timings (see *Timing "
+            "sessions*, with the raw figures beside); EM and LLM share do not depend on timing.")
     return "Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts) + tail
 
 
+def timing_section(raw, aligned, args) -> list[str]:
+    """Raw against session-aligned latency of the key policies, the speeds behind the alignment,
+    and its check: a task's escalation and direct-LLM prefill cost per token should agree."""
+    n_mixed = mixed_tasks(aligned)
+    if not n_mixed:
+        return []
+    esc = CascadeConfig().branches[-1]
+    tables = {name: summary(r, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms,
+                            accountings=("warm",)).set_index("policy") for name, r in (("raw", raw), ("aligned", aligned))}
+    out = ["## Timing sessions", "",
+           f"{n_mixed} tasks have rows timed in another session than their first row (a rerun that recomputed "
+           "one branch and reused the others). `mccom_core.cascade.timing.align_sessions` rescales such rows to "
+           "the speed of the task's first session: prefill columns by the ratio of the two sessions' median "
+           "prefill ms per prompt token, decode columns by the ratio of their median ms per decoding step "
+           "(same model role). The policy tables above use the aligned timings; the raw ones are here.", "",
+           "| policy | threshold (raw / aligned) | mean s warm, raw | mean s warm, aligned "
+           "| latency vs LLM %, raw | latency vs LLM %, aligned |", "|---|---|---:|---:|---:|---:|"]
+    for name in ("always-llm", "rejection-only", "mccom"):
+        r, a = tables["raw"].loc[name], tables["aligned"].loc[name]
+        out.append(f"| {name} | {_fmt(r['threshold'], 2)} / {_fmt(a['threshold'], 2)} | {_fmt(r['mean_ms'] / 1e3, 2)} "
+                   f"| {_fmt(a['mean_ms'] / 1e3, 2)} | {_fmt(r['latency_vs_llm_pct'])} | {_fmt(a['latency_vs_llm_pct'])} |")
+    moved = aligned["timing_session"] != aligned["reference_session"]
+    tasks = aligned.loc[moved, "task_id"].unique()
+    check = {name: paired_prefill_ratio(r[r["task_id"].isin(tasks)], esc, "llm")
+             for name, r in (("raw", raw), ("aligned", aligned))}
+    if len(check["raw"]):
+        out += ["", f"Check, on those tasks: the `{esc}` branch's prefill ms per prompt token over the same task's "
+                f"`llm` branch (same model, prompts of similar length; about 1.0 when both ran at one speed): "
+                f"median {check['raw'].median():.3f} raw (IQR {check['raw'].quantile(.25):.3f}-"
+                f"{check['raw'].quantile(.75):.3f}), {check['aligned'].median():.3f} aligned (IQR "
+                f"{check['aligned'].quantile(.25):.3f}-{check['aligned'].quantile(.75):.3f}), n = {len(check['raw'])}."]
+    scales, unknown = aligned.loc[moved], int((~aligned["aligned"]).sum())
+    left = f"; {unknown} rows left as measured (no speed of their role in one session)" if unknown else ""
+    out += ["", f"Scales applied: prefill {scales['prefill_scale'].min():.3f}-{scales['prefill_scale'].max():.3f}, "
+            f"decode {scales['decode_scale'].min():.3f}-{scales['decode_scale'].max():.3f}{left}.",
+            "", "| session | first row (UTC) | role | rows | prefill ms/token | decode rows | ms/decode step |",
+            "|---:|---|---|---:|---:|---:|---:|"]
+    speeds = session_speeds(aligned, aligned["timing_session"])
+    starts = aligned.groupby("timing_session")["written_at"].min()
+    for (session, role), r in speeds.iterrows():
+        when = dt.datetime.fromtimestamp(float(starts[session]), dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        out.append(f"| {session} | {when} | {role} | {int(r['rows'])} | {r['ms_per_token']:.2f} "
+                   f"| {int(r['decode_rows'])} | {_fmt(r['ms_per_step'], 0)} |")
+    return out + [""]
+
+
 def report(rows, args, run_note: str) -> str:
+    raw, aligned = rows, align_sessions(rows)
+    rows = aligned if mixed_tasks(aligned) else raw  # like-for-like policy latencies
     table = summary(rows, THRESHOLDS, network_ms=args.network_ms, reaction_ms=args.reaction_ms)
     paper = paper_comparison(rows, table, accounting="warm")
     kinds = rows[rows["task_id"].isin(complete_tasks(rows))].drop_duplicates("task_id")["kind"].value_counts().to_dict()
@@ -282,7 +330,7 @@ def report(rows, args, run_note: str) -> str:
         "",
         f"Generated by `{' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}` on "
         f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
-        f"CPU: {cpu_name()} (shared with other jobs). {run_note} {load_note(rows)} {speed_note(rows)}",
+        f"CPU: {cpu_name()} (shared with other jobs). {run_note} {load_note(raw)} {speed_note(raw)}",
         f"Versions: {', '.join(f'{k} {v}' for k, v in package_versions().items())}.",
         f"Models: SLM `{rows['slm_spec'].iloc[0]}`, LLM `{rows['llm_spec'].iloc[0]}`; config hash "
         f"`{chash}`; tasks per kind: {kinds} (complete tasks: every core branch stored).{reuse_note}",
@@ -340,9 +388,12 @@ def report(rows, args, run_note: str) -> str:
         "models (and with a GPU cloud model); the comparison is of direction and size, not identity.",
         "",
         *retrieval_section(rows),
+        *timing_section(raw, aligned, args),
         "## Branches",
         "",
-        *branch_table(rows),
+        "As measured (raw timings).",
+        "",
+        *branch_table(raw),
         "",
     ]
     return "\n".join(lines)

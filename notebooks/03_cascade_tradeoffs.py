@@ -38,6 +38,7 @@ threshold = 0.5  # the explorer's initial confidence threshold
 network_ms = 0.0  # modeled network round trip per cloud call
 reaction_ms = 0.0  # the user's reaction time before a rejection registers
 rule = "exact"  # acceptance rule of the simulated user: exact, prefix, edit-similarity
+align_timings = True  # rescale rows timed in another session than their task's first (a rerun's reused rows)
 results_dir = "build/notebooks/results/03_cascade_tradeoffs"  # tables (relative to the project root, or absolute)
 figures_dir = "build/notebooks/figures"  # PNG + SVG (relative to the project root, or absolute)
 
@@ -49,10 +50,11 @@ from IPython.display import Markdown, display
 from mccom_core.lab import findings, plots
 from mccom_core.paths import project_path
 from mccom_core.cascade.policies import DEFAULT_THRESHOLDS, paper_comparison, summary, sweep
+from mccom_core.cascade.timing import align_sessions, mixed_tasks
 from mccom_core.lab.study import cascade_results
 from mccom_core.lab.widgets import ThresholdExplorer
 
-per_kind, compute = int(per_kind), bool(compute)
+per_kind, compute, align_timings = int(per_kind), bool(compute), bool(align_timings)
 threshold, network_ms, reaction_ms = float(threshold), float(network_ms), float(reaction_ms)
 # Paths are project-relative by default, so the notebook runs in any clone.
 cascade_rows, results_dir, figures_dir = (str(project_path(p)) for p in (cascade_rows, results_dir, figures_dir))
@@ -60,6 +62,24 @@ results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 rows = cascade_results(cascade_rows, slm=slm, llm=llm, per_kind=per_kind, compute=compute, device=device)
 print(f"{rows['task_id'].nunique()} tasks, {len(rows)} branch rows; local {slm}, cloud {llm}")
+
+# %% [markdown]
+# ## Timing sessions
+# A rerun that changes one branch (say, the round-2 query) recomputes only that branch and
+# reuses the others' rows, timed in another session, possibly on a faster or slower machine.
+# Adding a reused local-model time to a new cloud time would then mix machines, so the rows
+# timed outside their task's first session are rescaled to that session's speed (prefill by
+# prefill ms per token, decode by ms per decoding step, per model; see
+# `mccom_core.cascade.timing`). `align_timings = False` shows the raw timings.
+
+# %%
+measured = rows
+aligned = align_sessions(rows)
+mixed = mixed_tasks(aligned)
+if align_timings:
+    rows = aligned
+print(f"{mixed} of {rows['task_id'].nunique()} tasks have rows timed in another session than their first; "
+      f"timings {'aligned' if align_timings and mixed else 'as measured'}")
 
 # %% [markdown]
 # ## The main table
@@ -114,3 +134,6 @@ display(explorer)  # the live controls, and a static snapshot for readers withou
 
 # %%
 display(Markdown(findings.cascade(table, accounting)))
+if align_timings and mixed:
+    raw_table = summary(measured, DEFAULT_THRESHOLDS, accountings=(accounting,), **params)
+    display(Markdown(findings.timing_alignment(raw_table, table, mixed, accounting)))

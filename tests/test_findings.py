@@ -86,3 +86,14 @@ def test_retrieval_round_two_against_round_one():
     assert "fused round 2 (MCCom) beats round 1 for the cloud model by 20.0 points" in text
     assert "RepoCoder round 2 ties round 1 for the cloud model (" in text
     assert "`round1`: 50 % of retrieved windows" in text and "on 20 % of tasks" in text
+
+
+def test_timing_alignment_gives_both_figures():
+    def table(pct):
+        return pd.DataFrame([{"policy": "mccom", "accounting": "warm", "latency_vs_llm_pct": pct},
+                             {"policy": "mccom", "accounting": "cold", "latency_vs_llm_pct": 99.0}])
+    text = findings.timing_alignment(table(-23.2), table(-32.0), 385, "warm")
+    assert "385 tasks have branches timed in different sessions" in text
+    assert "-32.0 % aligned, -23.2 % as measured (raw)" in text
+    assert findings.timing_alignment(table(-1.0), table(-1.0), 0, "warm").startswith("Every task's branches")
+    assert "no MCCom row" in findings.timing_alignment(table(-1.0).iloc[:0], table(-1.0), 3, "warm")

@@ -105,6 +105,28 @@ def cascade(table: pd.DataFrame, accounting: str) -> str:
     return _bullets(lines)
 
 
+def timing_alignment(raw: pd.DataFrame, aligned: pd.DataFrame, mixed: int, accounting: str) -> str:
+    """Notebook 03: whether the latencies were session-aligned, and MCCom's change raw beside aligned.
+
+    ``raw`` and ``aligned`` are :func:`~mccom_core.cascade.policies.summary` tables of the
+    measured and the :func:`~mccom_core.cascade.timing.align_sessions` rows; ``mixed`` is the
+    number of tasks whose rows span sessions.
+    """
+    if not mixed:
+        return "Every task's branches were timed in one session: the latencies are as measured.\n"
+    r = raw[(raw["accounting"] == accounting) & (raw["policy"] == "mccom")]
+    a = aligned[(aligned["accounting"] == accounting) & (aligned["policy"] == "mccom")]
+    if r.empty or a.empty:
+        return f"{mixed} tasks mix timing sessions; no MCCom row to compare raw and aligned latency.\n"
+    return _bullets([
+        f"{mixed} tasks have branches timed in different sessions (a rerun reused rows of another config), "
+        f"on machines of different speed: the tables use timings rescaled to each task's first session "
+        f"(`mccom_core.cascade.timing.align_sessions`)",
+        f"MCCom against always-LLM ({accounting}): {_signed(a['latency_vs_llm_pct'].iloc[0])} aligned, "
+        f"{_signed(r['latency_vs_llm_pct'].iloc[0])} as measured (raw); exact match and cloud calls do not "
+        f"depend on timing"])
+
+
 def speculative(sp: pd.DataFrame, acc: pd.DataFrame) -> str:
     """Notebook 04: post-prefill and end-to-end speed-ups, exactness, acceptance."""
     lines = []
