@@ -46,6 +46,9 @@ from mccom_core.cascade.timing import align_sessions, mixed_tasks, paired_prefil
 from mccom_core.provenance import cpu_name, package_versions
 from mccom_core.lab.study import paired_difference, retrieval_ablation, slm_missed_tasks
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval_round2 import mcnemar_p  # noqa: E402  (one home for the exact McNemar test)
+
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
 TARGET_SPEEDUP_PCT = -40.0  # MCCom at its best threshold vs always-LLM (warm), at >= its EM
@@ -266,6 +269,56 @@ def speed_note(rows) -> str:
     return "Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts) + tail
 
 
+BASELINE_CONFIG = "5816af4848882cc3"  # the 600-task run with RepoCoder's round-2 query (before issue 22)
+
+
+def baseline_section(rows, aligned, args) -> list[str]:
+    """This config's fused round 2 and cascade against the rows of ``--baseline-config`` (another
+    round-2 option, same SLM and round-1 rows) on the same tasks: paired EM with a bootstrap
+    interval and the exact McNemar p, and the cascade's numbers, the baseline's timed in one
+    session per task."""
+    chash = getattr(args, "config_hash", None) or rows["config_hash"].iloc[0]
+    if not args.baseline_config or args.baseline_config == chash or not args.rows.is_file():
+        return []
+    base = read_results(args.rows, args.baseline_config)
+    if base.empty:
+        return []
+    tasks = sorted(set(complete_tasks(rows)) & set(complete_tasks(base)))
+    if not tasks:
+        return []
+    esc = CascadeConfig().branches[-1]
+    theirs = base[(base["branch"] == esc) & base["task_id"].isin(tasks)].assign(branch=f"{esc}_baseline")
+    both = pd.concat([rows[rows["task_id"].isin(tasks)], theirs], ignore_index=True)
+    missed = slm_missed_tasks(both)
+    out = [f"## Round 2 against config `{args.baseline_config}`", "",
+           f"The same {len(tasks)} tasks with the rows of config `{args.baseline_config}` (`--baseline-config`; the "
+           "SLM and round-1 rows are shared, so only the round-2 branch differs). Paired EM of the LLM: this "
+           "config's fused round 2 minus the baseline's, and minus round 1 (95% paired bootstrap; exact McNemar "
+           "p on the discordant tasks).", "",
+           "| comparison | tasks | n | EM % | baseline EM % | diff (points) | 95% interval | better / worse "
+           "| McNemar p |", "|---|---|---:|---:|---:|---:|---|---|---:|"]
+    for label, baseline in (("fused round 2 vs baseline's", f"{esc}_baseline"), ("fused round 2 vs round 1", "llm")):
+        for scope, subset in (("all", None), ("SLM missed", missed)):
+            d = paired_difference(both, esc, baseline, "em", tasks=subset)
+            out.append(f"| {label} | {scope} | {d['n']} | {100 * d['branch_mean']:.1f} | {100 * d['baseline_mean']:.1f} "
+                       f"| {100 * d['diff']:+.1f} | {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f} "
+                       f"| {d['wins']} / {d['losses']} | {mcnemar_p(d['wins'], d['losses']):.3g} |")
+    params = dict(network_ms=args.network_ms, reaction_ms=args.reaction_ms, accountings=("warm",))
+    tables = {"this config, aligned timings": summary(aligned[aligned["task_id"].isin(tasks)], THRESHOLDS, **params),
+              "this config, raw timings": summary(rows[rows["task_id"].isin(tasks)], THRESHOLDS, **params),
+              f"`{args.baseline_config}` (one session per task)": summary(base[base["task_id"].isin(tasks)],
+                                                                          THRESHOLDS, **params)}
+    out += ["", "The cascade on these tasks (warm, MCCom at its best threshold):", "",
+            "| rows | MCCom EM % | always-LLM EM % | LLM calls % | MCCom mean s | always-LLM mean s "
+            "| latency vs LLM % |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, t in tables.items():
+        t = t.set_index("policy")
+        m, llm = t.loc["mccom"], t.loc["always-llm"]
+        out.append(f"| {name} | {100 * m['em']:.1f} | {100 * llm['em']:.1f} | {100 * m['llm_share']:.1f} "
+                   f"| {m['mean_ms'] / 1e3:.2f} | {llm['mean_ms'] / 1e3:.2f} | {m['latency_vs_llm_pct']:+.1f} |")
+    return out + [""]
+
+
 def timing_section(raw, aligned, args) -> list[str]:
     """Raw against session-aligned latency of the key policies, the speeds behind the alignment,
     and its check: a task's escalation and direct-LLM prefill cost per token should agree."""
@@ -303,7 +356,7 @@ def timing_section(raw, aligned, args) -> list[str]:
             f"decode {scales['decode_scale'].min():.3f}-{scales['decode_scale'].max():.3f}{left}.",
             "", "| session | first row (UTC) | role | rows | prefill ms/token | decode rows | ms/decode step |",
             "|---:|---|---|---:|---:|---:|---:|"]
-    speeds = session_speeds(aligned, aligned["timing_session"])
+    speeds = session_speeds(raw, aligned["timing_session"])  # the measured speeds, before rescaling
     starts = aligned.groupby("timing_session")["written_at"].min()
     for (session, role), r in speeds.iterrows():
         when = dt.datetime.fromtimestamp(float(starts[session]), dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -388,6 +441,7 @@ def report(rows, args, run_note: str) -> str:
         "models (and with a GPU cloud model); the comparison is of direction and size, not identity.",
         "",
         *retrieval_section(rows),
+        *baseline_section(raw, aligned, args),
         *timing_section(raw, aligned, args),
         "## Branches",
         "",
@@ -419,6 +473,9 @@ def main(argv=None) -> int:
                              "changed round-2 option recomputes only the round-2 branches: the SLM and round-1 "
                              "rows of the same file hold for it (runner.config_rows)")
     parser.add_argument("--report-only", action="store_true", help="no model runs: tables from stored rows")
+    parser.add_argument("--baseline-config", default=BASELINE_CONFIG,
+                        help="config hash whose round-2 branch the report compares with, on the same tasks "
+                             "(default: the run with RepoCoder's round-2 query; '' for none)")
     args = parser.parse_args(argv)
 
     config = CascadeConfig()

@@ -46,8 +46,10 @@ VARIANTS = {
 }
 
 
-def filter_blocks(results, tokenizer, config: CascadeConfig = CascadeConfig()) -> pd.DataFrame:
-    """One row per task, variant and retriever: the block's windows by origin and truth_in_block."""
+def filter_blocks(results, tokenizer, config: CascadeConfig | None = None) -> pd.DataFrame:
+    """One row per task, variant and retriever: the block's windows by origin and truth_in_block
+    (``config``: the legacy one, RepoCoder's round-2 query, as when the table was made)."""
+    config = config or replace(CascadeConfig(), retrieval=replace(CascadeConfig().retrieval, round2_query="repocoder"))
     prompt_config = PromptConfig(max_left_tokens=config.max_left_tokens)
     rows = []
     for task, _, index, site in slm_sites(results, config=config.retrieval, progress=False):

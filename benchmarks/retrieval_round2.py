@@ -111,11 +111,16 @@ def join_makeup(frame: pd.DataFrame, makeup: pd.DataFrame, round2: str) -> pd.Da
 
 
 def block_makeup_rows(rows: pd.DataFrame, llm_spec: str) -> pd.DataFrame:
-    """Per task and retriever, what the cascade's retrieved block holds (BM25 only, no model)."""
+    """Per task and retriever, what the cascade's retrieved block holds (BM25 only, no model),
+    with the legacy round-2 query of the rows studied here (RepoCoder's, the default before #22)."""
+    from dataclasses import replace
+
+    from mccom_core.cascade.engine import CascadeConfig
     from mccom_core.lab.retrieval_study import retrieval_makeup
 
+    legacy = replace(CascadeConfig(), retrieval=replace(CascadeConfig().retrieval, round2_query="repocoder"))
     return retrieval_makeup(rows[rows["branch"] == "slm"].to_dict("records"), llm_spec,
-                            tuple(MAKEUP_RETRIEVER.values()), progress=False)
+                            tuple(MAKEUP_RETRIEVER.values()), progress=False, cascade_config=legacy)
 
 
 def copies_slm(frame: pd.DataFrame, branch: str) -> pd.Series:

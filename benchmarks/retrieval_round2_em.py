@@ -42,7 +42,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retrieval_round2 import paired_difference  # noqa: E402  (one home for the paired statistics)
-from retrieval_span import BASELINE_HASH, RESULTS, SPLIT_SEED, TASKS, filtered_config, render, split  # noqa: E402
+from retrieval_span import (BASELINE_HASH, RESULTS, SPLIT_SEED, TASKS, filtered_config, legacy_config,  # noqa: E402
+                            render, split)  # noqa: E402
 
 from mccom_core.cascade.engine import CascadeConfig, config_hash  # noqa: E402
 from mccom_core.cascade.runner import read_results, run_benchmark  # noqa: E402
@@ -55,11 +56,8 @@ SEEDS = {"none": RESULTS / "cascade_rows.jsonl", "span": RESULTS / "retrieval_sp
 
 
 def base_config(filt: str = "none") -> CascadeConfig:
-    """The config the variant is compared with: the committed default, or it with the span filter."""
-    config = CascadeConfig() if filt == "none" else filtered_config(filt)
-    if filt == "none":
-        assert config_hash(config) == BASELINE_HASH, "the default config moved: update BASELINE_HASH"
-    return config
+    """The config the variant is compared with: the legacy default, or it with the span filter."""
+    return legacy_config() if filt == "none" else filtered_config(filt)
 
 
 def variant_config(filt: str = "none") -> CascadeConfig:

@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval_span import BASELINE_HASH, TASKS, split  # noqa: E402  (the one held-out split)
+from retrieval_span import BASELINE_HASH, TASKS, legacy_config, split  # noqa: E402  (the one held-out split)
 
 from mccom_core.cascade.engine import CascadeConfig  # noqa: E402
 from mccom_core.cascade.tasks import read_tasks  # noqa: E402
@@ -73,8 +73,10 @@ VARIANTS = {
 }
 
 
-def variant_blocks(results, tokenizer, config: CascadeConfig = CascadeConfig()) -> pd.DataFrame:
-    """One row per task, filter and variant: truth in block, truth new, SLM right."""
+def variant_blocks(results, tokenizer, config: CascadeConfig | None = None) -> pd.DataFrame:
+    """One row per task, filter and variant: truth in block, truth new, SLM right (``config``:
+    the legacy one, whose round-2 options the variants change)."""
+    config = config or legacy_config()
     prompt_config = PromptConfig(max_left_tokens=config.max_left_tokens)
     rows = []
     for task, slm_row, index, site in slm_sites(results, config=config.retrieval, progress=False):

@@ -22,7 +22,10 @@
 #
 # The ablation compares, on the same tasks: no retrieval, round 1, RepoCoder's round 2 alone,
 # and the fused round 2, for the models that use each; then the whole cascade with each
-# escalation branch.
+# escalation branch. The fused round 2's query is round 1's with the local output put at the
+# cursor (`RetrievalConfig.round2_query = "around"`, the default since it beat RepoCoder's
+# query, which drops the code after the cursor, on a held-out split:
+# `benchmarks/results/retrieval_round2_em.md`). RepoCoder's round 2 keeps its own query.
 
 # %% tags=["parameters"]
 slm = "qwen2.5-coder-0.5b"  # local model: a registry name or a checkpoint folder (absolute)
@@ -93,9 +96,9 @@ display(cascade[["setting", "threshold", "em", "es", "mean_ms", "llm_share"]].ro
 
 # %% [markdown]
 # ## The fusion-weight sweep
-# Round 2 scores every window twice (round-1 query; RepoCoder's query with the local output)
+# Round 2 scores every window twice (round-1 query; the round-2 query with the local output)
 # and fuses the normalized scores with weight `w`. Here `w` is swept from 0 (round 1 alone) to
-# 1 (RepoCoder's query alone) with no model run: for each task with a stored local output, does
+# 1 (the round-2 query alone) with no model run: for each task with a stored local output, does
 # a retrieved window contain the ground truth (the same code elsewhere in the repository)?
 # MCCom's schedule sets `w` to the local model's confidence (red line). Tasks not in the
 # default benchmark (e.g. hand-made rows) are skipped.
@@ -119,8 +122,8 @@ else:
 # no model run): how many of those windows repeat the target file's left context that the
 # prompt already shows, how many show the target file *after* the cursor (which a
 # left-to-right prompt otherwise never sees), and how many come from other files. Round 1's
-# query includes the code after the cursor; round 2's (the local output joined to the left
-# context) does not.
+# query includes the code after the cursor, and so does the fused round 2's; RepoCoder's (the
+# local output joined to the left context) does not.
 
 # %%
 from mccom_core.lab.retrieval_study import makeup_summary, retrieval_makeup

@@ -75,7 +75,7 @@ def test_round1_query_takes_left_tail_and_right_head():
 
 
 def test_round2_query_joins_slm_output_onto_the_left_end():
-    config = RetrievalConfig(query_left_lines=3)
+    config = RetrievalConfig(query_left_lines=3, round2_query="repocoder")  # the default until issue 22
     # One SLM line continues the cursor line: 3 left lines, the last one completed.
     assert round2_query("a\nb\nc\nd = ", "f(x)", config) == "b\nc\nd = f(x)"
     # Two SLM lines: the left keeps 2 lines so the query stays 3 lines long.

@@ -204,17 +204,20 @@ def test_default_config_hash_is_unchanged():
     from mccom_core.cascade.engine import CascadeConfig, config_hash
 
     # The hash of the committed cascade rows (benchmarks/results/cascade_rows.jsonl), computed
-    # before these options existed: configs at the old behaviour must keep it.
-    assert config_hash(CascadeConfig()) == "5816af4848882cc3"
-    assert config_hash(CascadeConfig(retrieval=RetrievalConfig())) == "a94d68ed6f716dc2"
-    on = {config_hash(CascadeConfig(retrieval=RetrievalConfig(backend="bm25s", **kw)))
+    # before these options existed: configs at the old behaviour must keep it. The default
+    # round-2 query is "around" since issue 22 (its rerun's rows carry 198822e0d85000cf).
+    assert config_hash(CascadeConfig()) == "198822e0d85000cf"
+    legacy = RetrievalConfig(backend="bm25s", round2_query="repocoder")
+    assert config_hash(CascadeConfig(retrieval=legacy)) == "5816af4848882cc3"
+    assert config_hash(CascadeConfig(retrieval=replace(legacy, backend="rank-bm25"))) == "a94d68ed6f716dc2"
+    on = {config_hash(CascadeConfig(retrieval=replace(legacy, **kw)))
           for kw in ({"exclude_visible": "span"}, {"exclude_visible": "span+text"}, {"dedupe": True},
                      {"near_duplicate": 0.7})}
     assert len(on) == 4 and "5816af4848882cc3" not in on
     assert set(RetrievalConfig(dedupe=True).hash_fields()) >= {"exclude_visible", "dedupe", "near_duplicate"}
     # The span filter's rows (benchmarks/results/retrieval_span_rows.jsonl) were keyed before
     # round2_query existed; a later generation of options leaves their hash alone.
-    span = replace(CascadeConfig(), retrieval=replace(CascadeConfig().retrieval, exclude_visible="span"))
+    span = CascadeConfig(retrieval=replace(legacy, exclude_visible="span"))
     assert config_hash(span) == "cc43139ec58a3391"
     assert "round2_query" not in span.retrieval.hash_fields()
     around = {config_hash(replace(span, retrieval=replace(span.retrieval, round2_query="around", **kw)))

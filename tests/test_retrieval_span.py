@@ -21,11 +21,13 @@ def span():
     return module
 
 
-def test_the_filtered_config_differs_from_the_default_only_in_the_filter(span):
-    config = span.filtered_config()
+def test_the_filtered_config_differs_from_the_legacy_default_only_in_the_filter(span):
+    config, legacy = span.filtered_config(), span.legacy_config()
     assert config.retrieval.exclude_visible == "span"
-    assert config_hash(config) != config_hash(CascadeConfig()) == span.BASELINE_HASH
-    assert replace(config, retrieval=replace(config.retrieval, exclude_visible="none")) == CascadeConfig()
+    assert config_hash(config) != config_hash(legacy) == span.BASELINE_HASH
+    assert replace(config, retrieval=replace(config.retrieval, exclude_visible="none")) == legacy
+    # The legacy config is today's default with RepoCoder's round-2 query (issue 22 changed it).
+    assert replace(legacy, retrieval=replace(legacy.retrieval, round2_query="around")) == CascadeConfig()
 
 
 def test_split_is_fixed_disjoint_and_thirty_percent_validation_per_kind(span):

@@ -75,6 +75,9 @@ def test_paired_prefill_ratio_checks_an_alignment():
     assert paired_prefill_ratio(rows, "missing", "llm").empty
 
 
-def test_rows_without_write_times_are_an_error():
+def test_rows_without_write_times_are_left_as_measured():
     with pytest.raises(MccomError, match="written_at"):
         timing_sessions(_rows().drop(columns="written_at"))
+    out = align_sessions(_rows().drop(columns="written_at"))
+    assert out["prefill_ms"].tolist() == _rows()["prefill_ms"].tolist() and not out["aligned"].any()
+    assert mixed_tasks(out) == 0

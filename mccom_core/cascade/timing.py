@@ -70,9 +70,14 @@ def align_sessions(rows: pd.DataFrame, gap_s: float = SESSION_GAP_S) -> pd.DataF
     has no decode speed); rows already in their reference session keep their numbers exactly.
     Added columns: ``timing_session``, ``reference_session``, ``prefill_scale``, ``decode_scale``,
     and ``aligned`` (False where one of the two sessions never ran the row's role, so there is
-    no speed to scale by: such a row keeps its measured numbers).
+    no speed to scale by, or where rows carry no ``written_at``: such rows keep their measured
+    numbers).
     """
     out = rows.copy()
+    if "written_at" not in out or out["written_at"].isna().all():  # hand-made rows: no sessions to tell
+        out["timing_session"] = out["reference_session"] = 0
+        out["prefill_scale"], out["decode_scale"], out["aligned"] = 1.0, 1.0, False
+        return out
     sessions = timing_sessions(out, gap_s)
     speeds = session_speeds(out, sessions)
     first = out.assign(_s=sessions).sort_values("written_at", kind="stable").groupby("task_id")["_s"].first()

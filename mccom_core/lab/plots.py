@@ -268,5 +268,5 @@ def fusion_curve(summary_frame: pd.DataFrame, ax=None):
     for row in conf.itertuples():
         ax.axhline(row.hit_rate, color="tab:red", ls=":", label=f"{row.setting}")
     ax.set_xlim(0, 1)
-    _label(ax, "round-2 weight w (0 = round 1, 1 = RepoCoder's query alone)", "tasks whose ground truth is retrieved")
+    _label(ax, "round-2 weight w (0 = round 1, 1 = the round-2 query alone)", "tasks whose ground truth is retrieved")
     return fig

@@ -4,8 +4,8 @@ Both re-run only BM25 (milliseconds a query) for the tasks of stored SLM rows, s
 every task of a run at no model cost:
 
 * :func:`fusion_sweep`: the fused round 2 with the fusion weight ``w`` swept from 0 (round 1
-  alone) to 1 (RepoCoder's query alone), and MCCom's ``w = confidence``: does a retrieved
-  window contain the ground truth?
+  alone) to 1 (the round-2 query alone, ``RetrievalConfig.round2_query``), and MCCom's
+  ``w = confidence``: does a retrieved window contain the ground truth?
 * :func:`retrieval_makeup`: of the windows that fit the prompt's retrieved block, how many
   repeat code the prompt already shows (the target file's own left context), how many show
   code after the cursor (the target file's right side), and how many come from other files.
