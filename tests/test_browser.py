@@ -101,13 +101,16 @@ def _table(page) -> list[list[str]]:
 
 
 def _expected(clone: Path, threshold: float) -> list[list[str]]:
-    """What the library says the summary holds at ``threshold``, formatted as the explorer shows it."""
+    """What the library says the summary holds at ``threshold``, formatted as the explorer shows it
+    (the notebook's default ``align_timings = True``: timings aligned to each task's first session)."""
     from mccom_core.cascade.policies import sweep
+    from mccom_core.cascade.timing import align_sessions
     from mccom_core.lab.study import cascade_results
     from mccom_core.lab.widgets import summary_cells
 
-    rows = cascade_results(clone / "benchmarks" / "results" / "cascade_rows.jsonl", slm="qwen2.5-coder-0.5b",
-                           llm="qwen2.5-coder-1.5b", per_kind=300, compute=False)
+    rows = align_sessions(cascade_results(clone / "benchmarks" / "results" / "cascade_rows.jsonl",
+                                          slm="qwen2.5-coder-0.5b", llm="qwen2.5-coder-1.5b", per_kind=300,
+                                          compute=False))
     return summary_cells(sweep(rows, [threshold], user="exact", network_ms=0.0, reaction_ms=0.0,
                                accountings=("warm",)))
 
