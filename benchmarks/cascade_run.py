@@ -47,7 +47,7 @@ from mccom_core.provenance import cpu_name, package_versions
 from mccom_core.lab.study import paired_difference, retrieval_ablation, slm_missed_tasks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval_round2 import mcnemar_p  # noqa: E402  (one home for the exact McNemar test)
+from retrieval_round2 import CONFIG_HASH as BASELINE_CONFIG, mcnemar_p  # noqa: E402  (the legacy run; exact McNemar)
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 THRESHOLDS = tuple(round(t, 2) for t in np.linspace(0.0, 1.0, 101))
@@ -267,9 +267,6 @@ def speed_note(rows) -> str:
             "mix the speeds above, so the policy tables below use session-aligned timings (see *Timing "
             "sessions*, with the raw figures beside); EM and LLM share do not depend on timing.")
     return "Machine speed by day of writing (median LLM prefill per prompt token): " + "; ".join(parts) + tail
-
-
-BASELINE_CONFIG = "5816af4848882cc3"  # the 600-task run with RepoCoder's round-2 query (before issue 22)
 
 
 def baseline_section(rows, aligned, args) -> list[str]:

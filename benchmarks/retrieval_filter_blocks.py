@@ -34,9 +34,11 @@ from mccom_core.retrieval.prompt import fit_block
 from mccom_core.retrieval.redundancy import shown_context
 from mccom_core.retrieval.retrievers import get_retriever
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval_round2 import CONFIG_HASH, legacy_config  # noqa: E402  (the rows and config studied)
+
 ROWS = PROJECT_ROOT / "benchmarks" / "results" / "cascade_rows.jsonl"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "retrieval_filter_blocks.md"
-CONFIG_HASH = "5816af4848882cc3"
 RETRIEVERS = ("round1", "repocoder", "mccom-fused")
 VARIANTS = {
     "off (legacy)": {},
@@ -49,7 +51,7 @@ VARIANTS = {
 def filter_blocks(results, tokenizer, config: CascadeConfig | None = None) -> pd.DataFrame:
     """One row per task, variant and retriever: the block's windows by origin and truth_in_block
     (``config``: the legacy one, RepoCoder's round-2 query, as when the table was made)."""
-    config = config or replace(CascadeConfig(), retrieval=replace(CascadeConfig().retrieval, round2_query="repocoder"))
+    config = config or legacy_config()
     prompt_config = PromptConfig(max_left_tokens=config.max_left_tokens)
     rows = []
     for task, _, index, site in slm_sites(results, config=config.retrieval, progress=False):

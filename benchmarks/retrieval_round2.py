@@ -38,6 +38,20 @@ from mccom_core.paths import PROJECT_ROOT
 ROWS = PROJECT_ROOT / "benchmarks" / "results" / "cascade_rows.jsonl"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "retrieval_round2.md"
 CONFIG_HASH = "5816af4848882cc3"  # the committed 600-task run and its 200-task ablation
+
+
+def legacy_config():
+    """The cascade config of :data:`CONFIG_HASH`: today's default with RepoCoder's round-2 query,
+    the default until issue 22 adopted ``round2_query="around"``. The baseline of the retrieval
+    studies (this one, the span filter's, the round-2 variants')."""
+    from dataclasses import replace
+
+    from mccom_core.cascade.engine import CascadeConfig, config_hash
+
+    base = CascadeConfig()
+    config = replace(base, retrieval=replace(base.retrieval, round2_query="repocoder"))
+    assert config_hash(config) == CONFIG_HASH, "the legacy config moved: update CONFIG_HASH"
+    return config
 ROUND1 = "llm"
 ROUND2 = {"fused": "llm_rejected", "repocoder": "llm_rejected_repocoder"}
 # SLM-confidence bins, near the quartiles of the committed run (0.71, 0.85, 0.97).
@@ -113,14 +127,10 @@ def join_makeup(frame: pd.DataFrame, makeup: pd.DataFrame, round2: str) -> pd.Da
 def block_makeup_rows(rows: pd.DataFrame, llm_spec: str) -> pd.DataFrame:
     """Per task and retriever, what the cascade's retrieved block holds (BM25 only, no model),
     with the legacy round-2 query of the rows studied here (RepoCoder's, the default before #22)."""
-    from dataclasses import replace
-
-    from mccom_core.cascade.engine import CascadeConfig
     from mccom_core.lab.retrieval_study import retrieval_makeup
 
-    legacy = replace(CascadeConfig(), retrieval=replace(CascadeConfig().retrieval, round2_query="repocoder"))
     return retrieval_makeup(rows[rows["branch"] == "slm"].to_dict("records"), llm_spec,
-                            tuple(MAKEUP_RETRIEVER.values()), progress=False, cascade_config=legacy)
+                            tuple(MAKEUP_RETRIEVER.values()), progress=False, cascade_config=legacy_config())
 
 
 def copies_slm(frame: pd.DataFrame, branch: str) -> pd.Series:

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from retrieval_round2 import paired_difference  # noqa: E402  (one home for the paired statistics)
+from retrieval_round2 import CONFIG_HASH as BASELINE_HASH, legacy_config, paired_difference  # noqa: E402
 
 from mccom_core.cascade.engine import CascadeConfig, config_hash  # noqa: E402
 from mccom_core.cascade.runner import read_results, run_benchmark, select_tasks  # noqa: E402
@@ -53,20 +53,10 @@ from mccom_core.provenance import cpu_name  # noqa: E402
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 TASKS = PROJECT_ROOT / "data" / "benchmarks" / "default"
-BASELINE_HASH = "5816af4848882cc3"
 ABLATION_PER_KIND = 100
 VALIDATION_SHARE = 0.3
 SPLIT_SEED = 22  # the issue's number; fixed before the first filtered row
 BRANCHES = {"slm": "SLM, round 1", "llm": "LLM, round 1", "llm_rejected": "LLM, fused round 2 (MCCom)"}
-
-
-def legacy_config() -> CascadeConfig:
-    """The cascade config of the committed 600-task run these studies started from (RepoCoder's
-    round-2 query, the default until issue 22 adopted ``round2_query="around"``)."""
-    base = CascadeConfig()
-    config = replace(base, retrieval=replace(base.retrieval, round2_query="repocoder"))
-    assert config_hash(config) == BASELINE_HASH, "the legacy config moved: update BASELINE_HASH"
-    return config
 
 
 def filtered_config(exclude_visible: str = "span") -> CascadeConfig:
