@@ -42,10 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def escalated_prompts(spec: str, n: int):
     """(task id, prompt, decode config) of the first ``n`` escalated lines, prompts built as
     the cascade's LLM-direct branch builds them."""
-    import pandas as pd
-
-    from mccom_core.cascade.engine import CascadeConfig, config_hash
-    from mccom_core.cascade.runner import select_tasks
+    from mccom_core.cascade.engine import CascadeConfig
+    from mccom_core.cascade.runner import read_results, select_tasks
     from mccom_core.cascade.snapshots import materialize
     from mccom_core.cascade.tasks import read_tasks, task_context
     from mccom_core.lm.models import load_tokenizer
@@ -55,8 +53,10 @@ def escalated_prompts(spec: str, n: int):
     from mccom_core.retrieval.retrievers import get_retriever, load_index
 
     config = CascadeConfig()
-    rows = pd.read_json(ROOT / "benchmarks" / "results" / "cascade_rows.jsonl", lines=True)
-    slm = rows[(rows["config_hash"] == config_hash(config)) & (rows["branch"] == "slm")]
+    # The SLM rows that hold for the default config (read_results: its own, or those of a config
+    # that differs only where the SLM branch cannot see).
+    rows = read_results(ROOT / "benchmarks" / "results" / "cascade_rows.jsonl", config=config)
+    slm = rows[rows["branch"] == "slm"]
     wrong = set(slm.loc[~slm["em"].astype(bool), "task_id"])
     tasks = [t for t in read_tasks(DEFAULT_TASKS).tasks if t.task_id in wrong]
     if len(tasks) < n:
