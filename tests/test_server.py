@@ -75,6 +75,23 @@ def test_bad_config_values_are_refused():
         ServeConfig(port=0)
 
 
+def test_cache_salt_is_checked_and_sent_with_every_request():
+    from mccom_core.lm.remote import RemoteModel
+    from mccom_core.lm.remote_decoding import _body
+
+    for bad in ("", "a/b", "a@b", "x" * 129):
+        with pytest.raises(MccomError, match="cache_salt .* must be 1-128 characters"):
+            parse_spec("openai:http://h/v1#m", cache_salt=bad)
+
+    def model(salt):
+        return RemoteModel("openai:http://h/v1#m", parse_spec("openai:http://h/v1#m", cache_salt=salt), tokenizer=None,
+                           client=None, max_model_len=None, load_seconds=0.0)
+
+    assert _body(model("branch-llm"), prompt_logprobs=1) == {
+        "return_tokens_as_token_ids": True, "repetition_penalty": 1.0, "cache_salt": "branch-llm", "prompt_logprobs": 1}
+    assert "cache_salt" not in _body(model(None))
+
+
 def test_server_command_serves_the_spec_name_with_prefix_caching():
     cmd = server_command(ServeConfig(model=MODEL, port=8123), Path("/env/bin/python"), "/cache/ckpt")
     assert cmd == ["/env/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/cache/ckpt",
@@ -282,6 +299,43 @@ def test_stage2_over_the_server_gives_the_plain_server_output(pair, decode, n_pr
         assert right_out.n_accepted == right_out.n_drafted - (not capped)
         assert right_out.extra["requests"] == k + 1
         assert right_out.verify_ms > 0 if k else right_out.verify_ms == 0
+
+
+@pytest.mark.slow
+def test_a_cache_salt_keeps_a_prompt_out_of_other_salts_prefix_cache(pair, server):
+    """The same prompt under another salt finds nothing cached (what a benchmark timing two
+    branches of one task needs); under the same salt it finds its full 128-token blocks."""
+    import time
+
+    from mccom_core.lm.remote import server_metrics
+
+    local_lm, _ = pair
+    source = Path(importlib.util.find_spec("rank_bm25").origin).read_text()
+    left, right = split_at_cursor(source, 150)
+    prompt = build_prompt(left, right, local_lm.tokenizer, PromptConfig(max_left_tokens=512),
+                          prefix=f"# salt test {time.time_ns()}\n")  # new to the server
+    decode = DecodeConfig(stop="none", token_healing=False, max_new_tokens=2)
+    names = ["vllm:prefix_cache_queries", "vllm:prefix_cache_hits"]
+
+    def hits(rm):
+        before = server_metrics(server.base_url, names)
+        out = complete_remote(rm, prompt, decode)
+        deadline = time.monotonic() + 10
+        while True:  # the engine may publish the step's cache counters just after the response
+            after = server_metrics(server.base_url, names)
+            queried = after[names[0]] - before[names[0]]
+            if queried >= out.prompt_tokens or time.monotonic() > deadline:
+                return out, queried, after[names[1]] - before[names[1]]
+            time.sleep(0.1)
+
+    salted = {salt: load_remote(server.spec, cache_salt=salt) for salt in ("test-a", "test-b")}
+    first, queried, cold = hits(salted["test-a"])
+    assert queried >= first.prompt_tokens > 3 * 128 and cold == 0
+    other, _, other_hits = hits(salted["test-b"])
+    again, _, again_hits = hits(salted["test-a"])
+    assert other_hits == 0
+    assert again_hits >= 128 * ((first.prompt_tokens - 1) // 128) > 0
+    assert first.token_ids == other.token_ids == again.token_ids
 
 
 @pytest.mark.slow

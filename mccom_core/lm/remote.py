@@ -48,6 +48,11 @@ class RemoteConfig:
     # The openai client's own retries (exponential backoff from 0.5 s, capped at 8 s) on
     # connection errors, 408/409/429 and 5xx: 3 rides out a server restart of a few seconds.
     max_retries: int = 3
+    # vLLM's per-request ``cache_salt``: prompts sent with different salts never share prefix
+    # cache blocks. A benchmark that times two branches of one task on one server gives each
+    # branch its own salt, so the second does not find the first's prompt cached (a cascade
+    # sends a task's prompt to the cloud once). None: no salt, the server's cache is shared.
+    cache_salt: str | None = None
 
     def __post_init__(self):
         if not self.base_url.startswith(("http://", "https://")):
@@ -58,6 +63,10 @@ class RemoteConfig:
                              "e.g. openai:http://127.0.0.1:8000/v1#qwen2.5-coder-1.5b")
         if self.timeout_s <= 0 or self.max_retries < 0:
             raise MccomError(f"timeout_s must be > 0 and max_retries >= 0, got {self.timeout_s}, {self.max_retries}")
+        if self.cache_salt is not None and not (0 < len(self.cache_salt) <= 128
+                                                and not set(self.cache_salt) & set("@/\\\0")):
+            raise MccomError(f"cache_salt {self.cache_salt!r} must be 1-128 characters without '@', '/', "
+                             "'\\' or NUL (vLLM's rule), e.g. 'branch-llm'")
 
     @property
     def spec(self) -> str:

@@ -207,7 +207,7 @@ def _take(tok, s: _State, token: int, prob: float, healing: bool, config: Decode
 def _request(rm: RemoteModel, s: _State, max_tokens: int, stop=None, allowed=None) -> tuple[list, str]:
     """One streamed greedy request continuing ``s.ids + s.gen``: ([(token id, probability)],
     finish) with finish "eos", "stop" (a stop string), or "length". Adds its time to ``s.timings``."""
-    body = _body()
+    body = _body(rm)
     if allowed is not None:
         body["allowed_token_ids"] = allowed
 
@@ -243,7 +243,7 @@ def _verify_request(rm: RemoteModel, s: _State, draft: list[int]) -> tuple[list,
     [(token id, probability)] of the generated token; finish). Not streamed: vLLM refuses
     prompt log probabilities on a stream."""
     prompt = s.ids + s.gen + draft
-    body = _body(prompt_logprobs=1)
+    body = _body(rm, prompt_logprobs=1)
 
     def run():
         return rm.client.completions.create(
@@ -268,11 +268,13 @@ def _verify_request(rm: RemoteModel, s: _State, draft: list[int]) -> tuple[list,
     return entries, _choice_tokens(choice), _finish(choice)
 
 
-def _body(**more) -> dict:
+def _body(rm: RemoteModel, **more) -> dict:
     """vLLM's extensions every request carries. Explicit greedy settings: a server may otherwise
     default them from the model's generation_config.json (a repetition penalty changes greedy
-    output). Its end-of-sequence ids it keeps, as the in-process path does."""
-    return {"return_tokens_as_token_ids": True, "repetition_penalty": 1.0, **more}
+    output). Its end-of-sequence ids it keeps, as the in-process path does. The config's
+    ``cache_salt``, when set, scopes the server's prefix cache to requests of that salt."""
+    salt = {"cache_salt": rm.config.cache_salt} if rm.config.cache_salt else {}
+    return {"return_tokens_as_token_ids": True, "repetition_penalty": 1.0, **salt, **more}
 
 
 def _choice_tokens(choice) -> list[tuple[int, float]]:
