@@ -114,8 +114,13 @@ def same_tokens(served: pd.DataFrame, local: pd.DataFrame) -> list[str]:
 
 def reading(served: pd.DataFrame, local: pd.DataFrame, has_nodraft: bool) -> list[str]:
     """The report's reading, every number computed from the rows above it."""
+    tables = {}
+
     def pol(rows, name, accounting, branches=CascadeBranches()):
-        t = summary(rows, THRESHOLDS, branches=branches)
+        key = (id(rows), branches)  # one policy sweep per row set and escalation branch
+        if key not in tables:
+            tables[key] = summary(rows, THRESHOLDS, branches=branches)
+        t = tables[key]
         return t[(t["policy"] == name) & (t["accounting"] == accounting)].iloc[0]
 
     def mean_s(rows, branch, col):
